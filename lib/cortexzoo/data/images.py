@@ -1,0 +1,97 @@
+"""Reading and decoding stimulus images from local paths or object storage (fsspec)."""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import fsspec
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DatasetError, ImageDecodeError, format_items
+
+__all__ = ["decode_image", "encode_image", "read_images"]
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Decode image bytes into an RGB PIL image.
+
+    Grayscale, palette and alpha images are converted to RGB (alpha is dropped);
+    16-bit and float images are rescaled to 8 bits by their own maximum.
+
+    Raises
+    ------
+    ImageDecodeError
+        When the bytes are empty, truncated or not a known image format; the message names `name`.
+    """
+    if not data:
+        raise ImageDecodeError(f"image {name!r} is empty (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+        img.load()  # decoding is lazy: force it so that truncation is caught here
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageDecodeError(f"image {name!r} cannot be decoded ({len(data)} bytes): {e}") from e
+    if img.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        # PIL's convert("RGB") clips these modes to 255 instead of rescaling
+        arr = np.asarray(img, dtype=np.float64)
+        top = arr.max() if arr.size and arr.max() > 0 else 1.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    return img
+
+
+def encode_image(image: np.ndarray | Image.Image, fmt: str = "PNG") -> bytes:
+    """Encode an array (uint8 [H, W], [H, W, 3|4], or float in [0, 1]) or a PIL image."""
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.dtype != np.uint8:
+            if np.issubdtype(arr.dtype, np.floating):
+                # floats are taken as intensities in [0, 1]
+                arr = np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+            else:
+                arr = np.clip(arr, 0, 255).astype(np.uint8)
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise DatasetError(f"cannot encode an image array of shape {image.shape}; "
+                               "expected [H, W], [H, W, 1], [H, W, 3] or [H, W, 4]")
+        image = Image.fromarray(arr)
+    if not isinstance(image, Image.Image):
+        raise DatasetError(f"cannot encode an image of type {type(image).__name__}")
+    if fmt.upper() in ("JPEG", "JPG") and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    buf = io.BytesIO()
+    image.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def read_images(uris: Sequence[str]) -> list[bytes]:
+    """Read many files, batched per filesystem (one concurrent request batch on s3).
+
+    Returns the bytes in the order of `uris`. Missing or unreadable files raise a
+    DatasetError that names them (at most 10, then a count).
+    """
+    uris = list(uris)
+    groups: dict[int, tuple[fsspec.AbstractFileSystem, list[int], list[str]]] = {}
+    for i, uri in enumerate(uris):
+        fs, path = fsspec.core.url_to_fs(uri)
+        _, idx, paths = groups.setdefault(id(fs), (fs, [], []))
+        idx.append(i)
+        paths.append(path)
+    out: list[bytes | None] = [None] * len(uris)
+    failed: list[str] = []
+    first_error: BaseException | None = None
+    for fs, idx, paths in groups.values():
+        # cat_ranges keeps order and never expands glob characters in file names
+        got = fs.cat_ranges(paths, None, None, on_error="return")
+        for i, g in zip(idx, got):
+            if isinstance(g, BaseException):
+                failed.append(uris[i])
+                first_error = first_error or g
+            else:
+                out[i] = bytes(g)
+    if failed:
+        raise DatasetError(f"{len(failed)} image file(s) could not be read: {format_items(failed)} "
+                           f"(first error: {type(first_error).__name__}: {first_error})")
+    return out  # type: ignore[return-value]

@@ -1,0 +1,224 @@
+"""Array backends (himalaya-style): the solvers run unchanged on numpy or torch.
+
+A backend is a small object with the handful of array operations the solvers
+need. ``get_backend("numpy")`` runs on numpy/scipy (LAPACK via scipy);
+``get_backend("torch", device="cpu"|"cuda")`` runs on torch, which on CPU is
+often much faster than numpy here because torch multithreads its elementwise
+kernels as well as its matrix products.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Backend", "NumpyBackend", "TorchBackend", "get_backend"]
+
+_DTYPES = ("float64", "float32")
+
+
+class BackendError(ValueError):
+    """Unknown backend, dtype or device."""
+
+
+class Backend:
+    """Interface of an array backend; see NumpyBackend and TorchBackend."""
+
+    name: str = "abstract"
+    dtype: str = "float64"
+
+    def asarray(self, x: Any) -> Any:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def to_numpy(self, x: Any) -> np.ndarray:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class NumpyBackend(Backend):
+    """numpy + scipy.linalg."""
+
+    name = "numpy"
+
+    def __init__(self, dtype: str = "float64") -> None:
+        if dtype not in _DTYPES:
+            raise BackendError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        self.dtype = dtype
+        self._np_dtype = np.dtype(dtype)
+
+    # creation / conversion
+    def asarray(self, x: Any) -> np.ndarray:
+        return np.asarray(x, dtype=self._np_dtype)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        return np.asarray(x)
+
+    def zeros(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros(shape, dtype=self._np_dtype)
+
+    def full(self, shape: tuple[int, ...], value: float) -> np.ndarray:
+        return np.full(shape, value, dtype=self._np_dtype)
+
+    def zeros_int(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.zeros(shape, dtype=np.int64)
+
+    # linear algebra
+    def svd_thin(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        import scipy.linalg
+
+        try:
+            return scipy.linalg.svd(x, full_matrices=False, overwrite_a=True,
+                                    check_finite=False, lapack_driver="gesdd")
+        except np.linalg.LinAlgError:  # gesdd occasionally fails to converge
+            return scipy.linalg.svd(x, full_matrices=False, check_finite=False,
+                                    lapack_driver="gesvd")
+
+    def eigh(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        import scipy.linalg
+
+        return scipy.linalg.eigh(k, overwrite_a=True, check_finite=False)
+
+    def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a @ b
+
+    # elementwise / reductions
+    def mean(self, x: np.ndarray, axis: int) -> np.ndarray:
+        return x.mean(axis=axis)
+
+    def sum(self, x: np.ndarray, axis: int) -> np.ndarray:
+        return x.sum(axis=axis)
+
+    def sqrt(self, x: np.ndarray) -> np.ndarray:
+        return np.sqrt(x)
+
+    def clip_min(self, x: np.ndarray, lo: float) -> np.ndarray:
+        return np.maximum(x, lo)
+
+    def where(self, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.where(cond, a, b)
+
+    def copy(self, x: np.ndarray) -> np.ndarray:
+        return x.copy()
+
+    def arange(self, n: int) -> np.ndarray:
+        return np.arange(n)
+
+    def isfinite_all(self, x: np.ndarray) -> bool:
+        return bool(np.isfinite(x).all())
+
+
+class TorchBackend(Backend):
+    """torch on CPU or CUDA; same results as numpy up to floating-point rounding."""
+
+    name = "torch"
+
+    def __init__(self, dtype: str = "float64", device: str | None = None) -> None:
+        import torch
+
+        if dtype not in _DTYPES:
+            raise BackendError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+        self.torch = torch
+        self.dtype = dtype
+        self._t_dtype = getattr(torch, dtype)
+        dev = device or "cpu"
+        try:
+            self.device = torch.device(dev)
+        except (RuntimeError, TypeError) as exc:
+            raise BackendError(f"unknown torch device {device!r}") from exc
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise BackendError(f"device {device!r} requested but CUDA is not available")
+
+    def asarray(self, x: Any) -> Any:
+        t = self.torch
+        if isinstance(x, t.Tensor):
+            return x.to(device=self.device, dtype=self._t_dtype)
+        arr = np.asarray(x)
+        # from_numpy shares memory when dtype already matches: no copy of X or Y
+        if arr.dtype != np.dtype(self.dtype) or not arr.flags.writeable:
+            arr = np.array(arr, dtype=self.dtype)
+        return t.from_numpy(arr).to(self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        if isinstance(x, self.torch.Tensor):
+            return x.detach().cpu().numpy()
+        return np.asarray(x)
+
+    def zeros(self, shape: tuple[int, ...]) -> Any:
+        return self.torch.zeros(shape, dtype=self._t_dtype, device=self.device)
+
+    def full(self, shape: tuple[int, ...], value: float) -> Any:
+        return self.torch.full(shape, value, dtype=self._t_dtype, device=self.device)
+
+    def zeros_int(self, shape: tuple[int, ...]) -> Any:
+        return self.torch.zeros(shape, dtype=self.torch.int64, device=self.device)
+
+    def svd_thin(self, x: Any) -> tuple[Any, Any, Any]:
+        u, s, vh = self.torch.linalg.svd(x, full_matrices=False)
+        return u, s, vh
+
+    def eigh(self, k: Any) -> tuple[Any, Any]:
+        w, q = self.torch.linalg.eigh(k)
+        return w, q
+
+    def matmul(self, a: Any, b: Any) -> Any:
+        return a @ b
+
+    def mean(self, x: Any, axis: int) -> Any:
+        return x.mean(dim=axis)
+
+    def sum(self, x: Any, axis: int) -> Any:
+        return x.sum(dim=axis)
+
+    def sqrt(self, x: Any) -> Any:
+        return self.torch.sqrt(x)
+
+    def clip_min(self, x: Any, lo: float) -> Any:
+        return self.torch.clamp(x, min=lo)
+
+    def where(self, cond: Any, a: Any, b: Any) -> Any:
+        return self.torch.where(cond, a, b)
+
+    def copy(self, x: Any) -> Any:
+        return x.clone()
+
+    def arange(self, n: int) -> Any:
+        return self.torch.arange(n, device=self.device)
+
+    def isfinite_all(self, x: Any) -> bool:
+        return bool(self.torch.isfinite(x).all())
+
+
+def get_backend(backend: str | Backend = "numpy", dtype: str = "float64",
+                device: str | None = None) -> Backend:
+    """Return a backend object by name ("numpy" or "torch")."""
+    if isinstance(backend, Backend):
+        return backend
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise BackendError(f"the numpy backend runs on the CPU only, got device={device!r}")
+        return NumpyBackend(dtype)
+    if backend == "torch":
+        return TorchBackend(dtype, device)
+    raise BackendError(f"backend must be 'numpy' or 'torch', got {backend!r}")
+
+
+# ---- a few composite operations the solvers need, implemented per backend ----
+def _np_col_sqnorm(x: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->j", x, x)
+
+
+def col_sqnorm(backend: Backend, x: Any) -> Any:
+    """Sum of squares of each column, without allocating a temporary of x's size."""
+    if backend.name == "numpy":
+        return _np_col_sqnorm(x)
+    return backend.torch.linalg.vector_norm(x, dim=0) ** 2
+
+
+def col_dot(backend: Backend, a: Any, b: Any) -> Any:
+    """Column-wise dot products sum_i a_ij b_ij."""
+    if backend.name == "numpy":
+        return np.einsum("ij,ij->j", a, b)
+    return (a * b).sum(dim=0)
+
+
+def transpose(backend: Backend, x: Any) -> Any:
+    return x.T

@@ -1,0 +1,130 @@
+"""Scores of one layer's features against a dataset, as score-table rows.
+
+Dataset-level quantities (mean responses, reliabilities, neural RDMs) are computed
+once per scan in :class:`DatasetTargets` and reused for every (model, layer).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import mapping
+
+METHOD_RIDGE = "ridge_gcv"
+METHOD_RSA = "rsa"
+METHODS = (METHOD_RIDGE, METHOD_RSA)
+
+
+@dataclass
+class ScoringConfig:
+    methods: tuple[str, ...] = METHODS
+    alphas: tuple[float, ...] | None = None  # None: SCIENCE.md §4 default grid
+    reliability_splits: int = 100
+    min_reliability: float | None = None  # drop neuroids below this split-half reliability
+    rsa_compare: str = "pearson"
+    seed: int = 0
+    backend: str = "numpy"   # "torch" uses every core (and a GPU) for the decomposition
+    dtype: str = "float64"
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown scoring method(s) {bad}; choose from {list(METHODS)}")
+        self.methods = tuple(self.methods)
+        if self.alphas is not None:
+            self.alphas = tuple(float(a) for a in self.alphas)
+
+    def key_parts(self) -> dict:
+        return {"methods": list(self.methods), "alphas": self.alphas,
+                "reliability_splits": self.reliability_splits,
+                "min_reliability": self.min_reliability, "rsa_compare": self.rsa_compare,
+                "seed": self.seed, "dtype": self.dtype}
+
+
+@dataclass
+class RegionTargets:
+    region: str
+    columns: np.ndarray          # neuroid columns kept for this region
+    reliability: np.ndarray      # split-half (Spearman-Brown) per kept neuroid
+    rdm: np.ndarray | None = None
+    rdm_reliability: float = float("nan")
+    n_dropped: int = 0
+
+
+@dataclass
+class DatasetTargets:
+    """What every layer is compared with: mean responses and per-region ceilings."""
+
+    Y: np.ndarray  # [n_stimuli, n_neuroids] mean over repetitions
+    regions: dict[str, RegionTargets] = field(default_factory=dict)
+
+    @classmethod
+    def from_dataset(cls, dataset, config: ScoringConfig) -> "DatasetTargets":
+        R = dataset.responses
+        Y = np.nanmean(R, axis=1).astype(np.float64)
+        rel = mapping.split_half_reliability(R, n_splits=config.reliability_splits,
+                                             seed=config.seed)
+        out = cls(Y=Y)
+        for region in dataset.regions:
+            cols = dataset.region_index(region)
+            keep = cols
+            if config.min_reliability is not None:
+                keep = cols[rel[cols] >= config.min_reliability]
+                if keep.size == 0:
+                    raise ValueError(
+                        f"region {region!r}: no neuroid reaches min_reliability="
+                        f"{config.min_reliability} (max {np.nanmax(rel[cols]):.3f})")
+            rt = RegionTargets(region, keep, rel[keep], n_dropped=int(cols.size - keep.size))
+            if METHOD_RSA in config.methods:
+                rt.rdm = mapping.rdm(Y[:, keep])
+                rt.rdm_reliability = float(mapping.rdm_split_half_reliability(
+                    R[:, :, keep], n_splits=min(config.reliability_splits, 20), seed=config.seed))
+            out.regions[region] = rt
+        return out
+
+
+def _ceiling_r(reliability: np.ndarray) -> float:
+    # Correlations are ceiled by sqrt(reliability) (SCIENCE.md §2).
+    return float(np.mean(np.sqrt(np.clip(reliability, 0.0, None))))
+
+
+def _ceiled(value: float, ceiling: float) -> float:
+    return float(value / ceiling) if ceiling > 0 and np.isfinite(ceiling) else float("nan")
+
+
+def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -> list[dict]:
+    """Rows (region, method, metric, value, ceiling, ceiled_value, ...) for one layer."""
+    X = np.asarray(X, dtype=np.float64)
+    if not np.all(np.isfinite(X)):
+        raise ValueError("features contain NaN or inf")
+    rows: list[dict] = []
+    solver = None
+    if METHOD_RIDGE in config.methods:
+        solver = mapping.GCVSolver(X, alphas=config.alphas, backend=config.backend,
+                                   dtype=config.dtype)
+    model_rdm = mapping.rdm(X) if METHOD_RSA in config.methods else None
+    for region, rt in targets.regions.items():
+        n = int(rt.columns.size)
+        if solver is not None:
+            res = solver.loo(targets.Y[:, rt.columns], return_predictions=False)
+            r, ev, alpha = res.pearson, res.ev, res.alpha
+            c_r = _ceiling_r(rt.reliability)
+            c_ev = float(np.mean(np.clip(rt.reliability, 0.0, None)))
+            common = dict(region=region, method=METHOD_RIDGE, n_neuroids=n,
+                          alpha=float(np.median(alpha)))
+            rows.append(dict(common, metric="pearson_r", value=float(np.nanmean(r)),
+                             ceiling=c_r, ceiled_value=_ceiled(float(np.nanmean(r)), c_r)))
+            med = float(np.nanmedian(r))
+            c_med = float(np.sqrt(max(np.median(rt.reliability), 0.0)))
+            rows.append(dict(common, metric="pearson_r_median", value=med, ceiling=c_med,
+                             ceiled_value=_ceiled(med, c_med)))
+            rows.append(dict(common, metric="explained_variance", value=float(np.nanmean(ev)),
+                             ceiling=c_ev, ceiled_value=_ceiled(float(np.nanmean(ev)), c_ev)))
+        if model_rdm is not None and rt.rdm is not None:
+            v = float(mapping.compare_rdms(model_rdm, rt.rdm, method=config.rsa_compare))
+            c = float(np.sqrt(max(rt.rdm_reliability, 0.0)))
+            rows.append(dict(region=region, method=METHOD_RSA, metric=f"rsa_{config.rsa_compare}",
+                             n_neuroids=n, value=v, ceiling=c, ceiled_value=_ceiled(v, c),
+                             alpha=float("nan")))
+    return rows

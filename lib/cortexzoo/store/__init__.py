@@ -1,0 +1,33 @@
+"""Results on any fsspec URI (local folder or ``s3://bucket/prefix``).
+
+``scores/<unit_key>.parquet`` (one Parquet dataset, one file per work unit),
+``manifest/<run_id>.json`` and an optional ``features/<cache_key>/`` array cache.
+See :mod:`cortexzoo.store.results` for the layout and the score dtypes.
+"""
+from .results import (
+    COLUMN_KINDS,
+    OPTIONAL_COLUMNS,
+    SCORE_COLUMNS,
+    SCORE_DTYPES,
+    CorruptFileError,
+    ResultStore,
+    ScoreSchemaError,
+    StoreNotFoundError,
+    build_manifest,
+    code_version,
+    empty_scores,
+    make_score_rows,
+    package_versions,
+    safe_key,
+    scrub_secrets,
+    validate_scores,
+)
+from .uri import is_remote, join, protocol_of, url_to_fs
+
+__all__ = [
+    "COLUMN_KINDS", "OPTIONAL_COLUMNS", "SCORE_COLUMNS", "SCORE_DTYPES",
+    "CorruptFileError", "ResultStore", "ScoreSchemaError", "StoreNotFoundError",
+    "build_manifest", "code_version", "empty_scores", "make_score_rows",
+    "package_versions", "safe_key", "scrub_secrets", "validate_scores",
+    "is_remote", "join", "protocol_of", "url_to_fs",
+]

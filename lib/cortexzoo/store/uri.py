@@ -1,0 +1,68 @@
+"""URI helpers: one code path for local folders and object stores (``s3://``).
+
+Everything goes through fsspec, so any protocol with an installed fsspec
+implementation works; ``s3://`` (s3fs) and local paths are the tested ones.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import fsspec
+import fsspec.core
+
+__all__ = ["url_to_fs", "join", "is_remote", "protocol_of"]
+
+_PROTO_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://(.*)$", re.DOTALL)
+_LOCAL_PROTOCOLS = {"file", "local"}
+
+
+def protocol_of(uri: str) -> str:
+    """Return the protocol of ``uri`` (``"file"`` for plain paths)."""
+    m = _PROTO_RE.match(str(uri))
+    return m.group(1).lower() if m else "file"
+
+
+def is_remote(uri: str) -> bool:
+    """True when ``uri`` names anything but the local filesystem (e.g. ``s3://``)."""
+    return protocol_of(uri) not in _LOCAL_PROTOCOLS
+
+
+def url_to_fs(uri: str, **storage_options: Any) -> tuple[fsspec.AbstractFileSystem, str]:
+    """Return ``(filesystem, path)`` for ``uri``; a thin wrapper over fsspec.
+
+    ``path`` is what the filesystem's own methods take (``bucket/key`` for s3,
+    an absolute path for local folders).
+    """
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"a URI must be a non-empty string, got {uri!r}")
+    return fsspec.core.url_to_fs(uri, **storage_options)
+
+
+def join(uri: str, *parts: str) -> str:
+    """Join ``parts`` onto ``uri`` with single ``/`` separators.
+
+    Works for ``s3://bucket/prefix``, ``file:///x`` and plain local paths;
+    empty parts are skipped and leading/trailing slashes of parts are dropped
+    (``join("s3://b/", "/scores/", "x.parquet") == "s3://b/scores/x.parquet"``).
+    """
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"a URI must be a non-empty string, got {uri!r}")
+    clean = [str(p).strip("/") for p in parts]
+    clean = [p for p in clean if p]
+    if not clean:
+        return uri
+    tail = "/".join(clean)
+    m = _PROTO_RE.match(uri)
+    if m:
+        proto, rest = m.group(1), m.group(2)
+        if proto.lower() in _LOCAL_PROTOCOLS and rest.startswith("/"):
+            # file:///abs/path: keep the root slash
+            rest = "/" + rest.strip("/")
+            return f"{proto}://{rest.rstrip('/')}/{tail}" if rest != "/" else f"{proto}:///{tail}"
+        rest = rest.rstrip("/")
+        return f"{proto}://{rest}/{tail}" if rest else f"{proto}://{tail}"
+    base = uri.rstrip("/")
+    if not base:  # the filesystem root "/"
+        return "/" + tail
+    return f"{base}/{tail}"

@@ -1,0 +1,460 @@
+"""The fine-tuning loop (SCIENCE.md §5) and a complete run that writes scores.
+
+Training: MSE on the mean responses (standardized per neuroid with training-set
+statistics, NaN cells masked), Adam/AdamW/SGD, StepLR per epoch, early stopping with
+patience on the validation EV (mean over neuroids), best-epoch weights restored at the
+end. Mixed precision (``torch.autocast``, bfloat16 where supported, else float16 with a
+gradient scaler) is used only on CUDA.
+
+EV and r are invariant to the per-neuroid affine standardization, so they are the same
+in standardized and original units; predictions are reported in original units.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .loaders import Normalizer, PreparedData, Splits, make_splits, prepare_data
+from .networks import NetworkBundle, build_network
+from .presets import FinetuneConfig
+
+__all__ = [
+    "METHOD",
+    "TrainResult",
+    "FinetuneResult",
+    "neuroid_metrics",
+    "train_network",
+    "score_rows",
+    "run_finetune",
+    "default_device",
+    "load_checkpoint",
+    "load_or_make_splits",
+    "split_relpath",
+]
+
+log = logging.getLogger("cortexzoo.training")
+
+#: Value of the score table's ``method`` column for fine-tuned networks.
+METHOD = "finetune"
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --------------------------------------------------------------------------- metrics
+def neuroid_metrics(y: np.ndarray, y_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuroid explained variance and Pearson r, skipping NaN targets per neuroid.
+
+    EV = 1 - Var(y - y_hat) / Var(y) (sklearn's explained_variance_score); NaN for a
+    neuroid with fewer than 2 valid stimuli or constant responses.
+    """
+    from cortexzoo.mapping.metrics import explained_variance, pearson_r
+
+    y = np.asarray(y, dtype=np.float64)
+    y_hat = np.asarray(y_hat, dtype=np.float64)
+    ok = np.isfinite(y)
+    if ok.all():
+        return np.atleast_1d(explained_variance(y, y_hat)), np.atleast_1d(pearson_r(y, y_hat))
+    ev = np.full(y.shape[1], np.nan)
+    r = np.full(y.shape[1], np.nan)
+    for j in range(y.shape[1]):
+        m = ok[:, j]
+        if m.sum() >= 2:
+            ev[j] = explained_variance(y[m, j], y_hat[m, j])
+            r[j] = pearson_r(y[m, j], y_hat[m, j])
+    return ev, r
+
+
+def _nanmean(a: np.ndarray) -> float:
+    a = np.asarray(a, dtype=np.float64)
+    return float(np.mean(a[np.isfinite(a)])) if np.isfinite(a).any() else float("nan")
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    """What a training run produced (predictions at the best epoch, original units)."""
+
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_ev: float = float("-inf")
+    stopped_early: bool = False
+    state_dict: dict[str, torch.Tensor] | None = None
+    predictions: dict[str, np.ndarray] = field(default_factory=dict)  # split -> [n, n_neuroids]
+    seconds: float = 0.0
+
+
+def _amp_context(device: torch.device, enabled: bool):
+    if device.type == "cuda" and enabled:
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype), dtype
+    return torch.autocast("cpu", enabled=False), None
+
+
+def _make_optimizer(cfg: FinetuneConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=0.9)
+
+
+@torch.no_grad()
+def _predict(model: torch.nn.Module, x_u8: np.ndarray, norm: Normalizer, batch: int,
+             device: torch.device, amp: bool) -> np.ndarray:
+    model.eval()
+    out = []
+    ctx, _ = _amp_context(device, amp)
+    for s in range(0, len(x_u8), batch):
+        xb = norm(torch.from_numpy(x_u8[s:s + batch]))
+        with ctx:
+            out.append(model(xb).float().cpu())
+    return torch.cat(out).numpy().astype(np.float64)
+
+
+def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle | None = None,
+                  device: str | torch.device | None = None,
+                  on_epoch: Callable[[dict[str, float], TrainResult], None] | None = None,
+                  track_test: bool = False) -> TrainResult:
+    """Train backbone + decoder on ``data``'s train split with early stopping on val EV.
+
+    Parameters
+    ----------
+    cfg : the run's settings.
+    data : images and targets per split (see :func:`prepare_data`).
+    bundle : a network built by :func:`build_network` (built here when None).
+    device : default CUDA when available, else CPU.
+    on_epoch : called after every epoch with the epoch's metrics (epoch, train_loss,
+        val_ev, val_r, best_val_ev, best_val_r, lr, seconds, improved) and the result so
+        far (its ``predictions`` hold the best epoch's val -- and test, with
+        ``track_test`` -- predictions).
+    track_test : predict the test split at every improvement (for tuning, where a trial
+        may be stopped at any epoch); otherwise test is predicted once at the end.
+
+    Returns
+    -------
+    TrainResult with the best epoch's state dict (CPU) and val/test predictions.
+    """
+    t0 = time.time()
+    device = torch.device(device) if device is not None else default_device()
+    torch.manual_seed(cfg.seed)
+    bundle = bundle or build_network(cfg, data.n_outputs)
+    model = bundle.model.to(device)
+    pre = bundle.preprocess
+    norm = Normalizer(pre.mean, pre.std, device)
+
+    ytr = data.y["train"]
+    mu = np.nanmean(ytr, axis=0)
+    sd = np.nanstd(ytr, axis=0)
+    if not np.all(np.isfinite(mu)):
+        bad = [data.neuroid_ids[j] for j in np.flatnonzero(~np.isfinite(mu))]
+        raise ValueError(f"neuroid(s) without any valid training response: {bad[:10]}")
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 1.0)
+    z = (ytr - mu) / sd
+    mask_t = torch.from_numpy(np.isfinite(z)).to(device)
+    z_t = torch.from_numpy(np.nan_to_num(z, nan=0.0)).float().to(device)
+    x_tr = torch.from_numpy(data.x["train"])
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = _make_optimizer(cfg, params)
+    sched = torch.optim.lr_scheduler.StepLR(opt, cfg.step_size, cfg.gamma) if cfg.step_size else None
+    ctx_amp, amp_dtype = _amp_context(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    res = TrainResult()
+    best_val_r = float("nan")
+    since_best = 0
+    n = len(x_tr)
+    for epoch in range(1, cfg.epochs + 1):
+        te = time.time()
+        model.train()
+        perm = torch.randperm(n, generator=gen)
+        tot, cnt = 0.0, 0
+        for s in range(0, n, cfg.batch_size):
+            bi = perm[s:s + cfg.batch_size]
+            if bi.numel() < 2 and n >= 2:
+                continue  # a 1-sample batch breaks BatchNorm in training mode
+            xb = norm(x_tr[bi])
+            yb, mb = z_t[bi.to(device)], mask_t[bi.to(device)]
+            with ctx_amp:
+                out = model(xb)
+            diff = (out.float() - yb) ** 2
+            loss = (diff * mb).sum() / mb.sum().clamp_min(1)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            tot += float(loss.detach()) * bi.numel()
+            cnt += bi.numel()
+        lr_now = opt.param_groups[0]["lr"]
+        if sched is not None:
+            sched.step()
+        val_pred = _predict(model, data.x["val"], norm, max(cfg.batch_size, 64), device,
+                            cfg.amp) * sd + mu
+        ev, r = neuroid_metrics(data.y["val"], val_pred)
+        val_ev, val_r = _nanmean(ev), _nanmean(r)
+        if not math.isfinite(val_ev):
+            val_ev = float("-inf")  # a diverged run never counts as an improvement
+        improved = val_ev > res.best_val_ev
+        if improved:
+            res.best_val_ev, best_val_r, res.best_epoch = val_ev, val_r, epoch
+            res.state_dict = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            res.predictions["val"] = val_pred
+            if track_test:
+                res.predictions["test"] = _predict(model, data.x["test"], norm,
+                                                   max(cfg.batch_size, 64), device, cfg.amp) * sd + mu
+            since_best = 0
+        else:
+            since_best += 1
+        train_loss = tot / max(cnt, 1)
+        m = dict(epoch=epoch, train_loss=train_loss, val_ev=val_ev, val_r=val_r,
+                 best_val_ev=res.best_val_ev, best_val_r=best_val_r, best_epoch=res.best_epoch,
+                 lr=lr_now, seconds=time.time() - te, improved=bool(improved))
+        res.history.append(m)
+        log.info("epoch %d: loss %.4f val EV %.4f r %.4f%s", epoch, train_loss, val_ev, val_r,
+                 " *" if improved else "")
+        if not math.isfinite(train_loss):
+            log.warning("training loss is not finite at epoch %d; stopping", epoch)
+            res.stopped_early = True
+            if on_epoch is not None:
+                on_epoch(m, res)
+            break
+        if on_epoch is not None:
+            on_epoch(m, res)
+        if cfg.patience and since_best >= cfg.patience:
+            res.stopped_early = True
+            break
+    if res.state_dict is not None:
+        model.load_state_dict(res.state_dict)
+    if "test" not in res.predictions:
+        res.predictions["test"] = _predict(model, data.x["test"], norm, max(cfg.batch_size, 64),
+                                           device, cfg.amp) * sd + mu
+    if "val" not in res.predictions:
+        res.predictions["val"] = _predict(model, data.x["val"], norm, max(cfg.batch_size, 64),
+                                          device, cfg.amp) * sd + mu
+    res.seconds = time.time() - t0
+    return res
+
+
+# --------------------------------------------------------------------------- score rows
+def _ceilings(rel: np.ndarray | None) -> tuple[float, float]:
+    """(EV ceiling, r ceiling) of a set of neuroids: mean reliability, mean sqrt(reliability)."""
+    if rel is None or not np.isfinite(rel).any():
+        return float("nan"), float("nan")
+    rc = np.clip(rel[np.isfinite(rel)], 0.0, None)
+    return float(np.mean(rc)), float(np.mean(np.sqrt(rc)))
+
+
+def score_rows(data: PreparedData, predictions: dict[str, np.ndarray],
+               splits: tuple[str, ...] = ("val", "test")) -> tuple[list[dict], pd.DataFrame]:
+    """Aggregated score rows (per region, split and metric) and per-neuroid values.
+
+    Metrics: ``explained_variance`` and ``pearson_r`` (means over the region's neuroids,
+    ceiled by mean reliability / mean sqrt(reliability) on the split's stimuli), and
+    their medians ``explained_variance_median`` / ``pearson_r_median``.
+    """
+    rows: list[dict] = []
+    per = []
+    regions = np.asarray(data.regions)
+    for split in splits:
+        if split not in predictions:
+            continue
+        ev, r = neuroid_metrics(data.y[split], predictions[split])
+        rel = data.reliability_by_split.get(split)
+        per.append(pd.DataFrame({"neuroid_id": data.neuroid_ids, "region": regions,
+                                 "split": split, "explained_variance": ev, "pearson_r": r,
+                                 "reliability": rel if rel is not None else np.nan}))
+        for region in sorted(set(regions.tolist())):
+            m = regions == region
+            c_ev, c_r = _ceilings(None if rel is None else rel[m])
+            rm = None if rel is None else np.clip(rel[m][np.isfinite(rel[m])], 0, None)
+            c_med_ev = float(np.median(rm)) if rm is not None and rm.size else float("nan")
+            common = dict(region=region, split=split, n_neuroids=int(m.sum()),
+                          n_stimuli=int(len(data.y[split])))
+            for metric, vals, ceil in (("explained_variance", ev[m], c_ev),
+                                       ("pearson_r", r[m], c_r)):
+                rows.append(dict(common, metric=metric, value=_nanmean(vals), ceiling=ceil))
+            fin_ev, fin_r = ev[m][np.isfinite(ev[m])], r[m][np.isfinite(r[m])]
+            rows.append(dict(common, metric="explained_variance_median",
+                             value=float(np.median(fin_ev)) if fin_ev.size else float("nan"),
+                             ceiling=c_med_ev))
+            rows.append(dict(common, metric="pearson_r_median",
+                             value=float(np.median(fin_r)) if fin_r.size else float("nan"),
+                             ceiling=math.sqrt(c_med_ev) if math.isfinite(c_med_ev) else float("nan")))
+    return rows, (pd.concat(per, ignore_index=True) if per else pd.DataFrame())
+
+
+def common_columns(cfg: FinetuneConfig, bundle_info: dict[str, Any], dataset_name: str,
+                   run_id: str, splits: Splits) -> dict[str, Any]:
+    """Score-row columns shared by every row of one fine-tuned network."""
+    return dict(run_id=run_id, dataset=dataset_name or "unnamed", model=bundle_info["model"],
+                source=bundle_info["source"], weights=bundle_info["weights"],
+                layer=bundle_info["layer"], relative_depth=bundle_info["relative_depth"],
+                reduction="gap", method=METHOD, seed=cfg.seed,
+                preset=cfg.preset or "custom", config=cfg.to_json(),
+                split_digest=splits.digest(), frozen=cfg.frozen,
+                blocks=-1 if cfg.blocks is None else cfg.blocks, width=cfg.width,
+                dropout=cfg.dropout, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                optimizer=cfg.optimizer)
+
+
+def bundle_info(bundle: NetworkBundle) -> dict[str, Any]:
+    n = bundle.n_blocks_available
+    if n and bundle.layer != "all":
+        k = int(bundle.layer.split(":")[1].split("/")[0])
+        depth = k / n
+    else:
+        depth = 1.0
+    return dict(model=bundle.model_name, source=bundle.source, weights=bundle.weights,
+                layer=bundle.layer, relative_depth=depth, feature_dim=bundle.feature_dim)
+
+
+# --------------------------------------------------------------------------- full run
+@dataclass
+class FinetuneResult:
+    """A finished run: where it was written and its headline numbers."""
+
+    run_id: str
+    unit_key: str
+    scores: pd.DataFrame
+    per_neuroid: pd.DataFrame
+    history: list[dict]
+    checkpoint_uri: str | None
+    best_epoch: int
+    val_ev: float
+    test_ev: float
+    test_r: float
+    skipped: bool = False
+
+
+def _unit_key(cfg: FinetuneConfig, fingerprint: str, splits: Splits) -> str:
+    from cortexzoo.store import safe_key
+
+    return safe_key("finetune", cfg.preset or "custom", cfg.backbone,
+                    fingerprint[:12], splits.digest(), cfg.to_json())
+
+
+def load_or_make_splits(store: Any, relpath: str, stimulus_ids: list[str],
+                        cfg: FinetuneConfig) -> Splits:
+    """The split stored at ``relpath`` (checked against the dataset), else a new one, stored."""
+    stored = store.get_json(relpath)
+    if stored is not None:
+        sp = Splits.from_dict(stored)
+        sp.indices(stimulus_ids)  # raises SplitError when it does not fit the dataset
+        return sp
+    sp = make_splits(stimulus_ids, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    store.put_json(relpath, sp.to_dict())
+    return sp
+
+
+def split_relpath(fingerprint: str, cfg: FinetuneConfig) -> str:
+    """Where the split of a dataset (and split settings) is stored under a results URI;
+    every fine-tuning run and pixel baseline on that dataset shares it."""
+    return (f"splits/{fingerprint[:16]}-s{cfg.split_seed}-v{cfg.val_fraction:g}"
+            f"-t{cfg.test_fraction:g}.json")
+
+
+def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | None = None,
+                 device: str | None = None, force: bool = False,
+                 save_checkpoint: bool = True) -> FinetuneResult:
+    """Train one network end to end and write its scores, per-neuroid values and checkpoint.
+
+    Written under ``out`` (local folder or s3://):
+
+    * ``scores/<unit_key>.parquet``: method "finetune", metrics explained_variance /
+      pearson_r (+ medians), split val/test, per region; config columns (preset,
+      config JSON, blocks, frozen, width, dropout, lr, weight_decay, optimizer).
+    * ``finetune/<unit_key>/neuroids.parquet`` (per neuroid), ``history.json``,
+      ``config.yaml``, ``splits.json`` and ``model.pt`` (``torch.save`` of the state dict).
+
+    A unit already present is not recomputed unless ``force``. The split is the one stored
+    at ``splits/<dataset fingerprint>-<split settings>.json`` when present (shared by all
+    runs on the same dataset and settings), else a new one.
+    """
+    from cortexzoo.data import load_dataset
+    from cortexzoo.store import ResultStore, make_score_rows
+
+    store = ResultStore(out)
+    ds = load_dataset(data_uri)
+    fp = ds.fingerprint()
+    ids = ds.stimuli["stimulus_id"].astype(str).tolist()
+    splits = load_or_make_splits(store, split_relpath(fp, cfg), ids, cfg)
+    unit = _unit_key(cfg, fp, splits)
+    run_id = run_id or f"finetune-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if not force and store.has_unit(unit):
+        scores = store.read_scores(filters=[("unit_key", "==", unit)])
+        old_run = str(scores["run_id"].iloc[0]) if len(scores) else run_id
+        return FinetuneResult(old_run, unit, scores, pd.DataFrame(),
+                              store.get_json(f"finetune/{unit}/history.json") or [], None, -1,
+                              _value(scores, "val", "explained_variance"),
+                              _value(scores, "test", "explained_variance"),
+                              _value(scores, "test", "pearson_r"), skipped=True)
+    bundle = build_network(cfg, len(ds.neuroids) if cfg.region is None
+                           else len(ds.region_index(cfg.region)))
+    data = prepare_data(ds, splits, bundle.preprocess, cfg.region, seed=cfg.seed)
+    res = train_network(cfg, data, bundle, device=device)
+    rows, per = score_rows(data, res.predictions)
+    info = bundle_info(bundle)
+    common = common_columns(cfg, info, ds.name, run_id, splits)
+    common.update(best_epoch=res.best_epoch, epochs_run=len(res.history),
+                  trial_id=None, campaign=None)
+    scores = make_score_rows(common, rows)
+    base = f"finetune/{unit}"
+    ckpt_uri = None
+    if save_checkpoint and res.state_dict is not None:
+        buf = io.BytesIO()
+        torch.save(res.state_dict, buf)
+        ckpt_uri = store.put_bytes(f"{base}/model.pt", buf.getvalue())
+    pbuf = io.BytesIO()
+    per.assign(run_id=run_id, model=info["model"], unit_key=unit).to_parquet(pbuf, index=False)
+    store.put_bytes(f"{base}/neuroids.parquet", pbuf.getvalue())
+    store.put_json(f"{base}/history.json", res.history)
+    store.put_bytes(f"{base}/config.yaml", cfg.to_yaml().encode())
+    store.put_json(f"{base}/splits.json", splits.to_dict())
+    store.put_json(f"{base}/network.json", {**info, "n_outputs": data.n_outputs,
+                                            "neuroid_ids": data.neuroid_ids,
+                                            "preprocess": bundle.preprocess.to_dict(),
+                                            "seconds": res.seconds})
+    # the scores file last: its presence marks the unit complete
+    store.write_scores(scores, unit)
+    return FinetuneResult(run_id, unit, scores, per, res.history, ckpt_uri, res.best_epoch,
+                          _value(scores, "val", "explained_variance"),
+                          _value(scores, "test", "explained_variance"),
+                          _value(scores, "test", "pearson_r"))
+
+
+def _value(scores: pd.DataFrame, split: str, metric: str) -> float:
+    """Mean over regions of one (split, metric) aggregate."""
+    return _nanmean(scores[(scores["split"] == split) & (scores["metric"] == metric)]["value"])
+
+
+def load_checkpoint(out: str, unit_key: str) -> torch.nn.Module:
+    """Rebuild a fine-tuned network from ``finetune/<unit_key>/`` (config + model.pt)."""
+    from cortexzoo.store import ResultStore
+
+    store = ResultStore(out)
+    cfg_bytes = store.get_bytes(f"finetune/{unit_key}/config.yaml")
+    net = store.get_json(f"finetune/{unit_key}/network.json")
+    blob = store.get_bytes(f"finetune/{unit_key}/model.pt")
+    if cfg_bytes is None or net is None or blob is None:
+        raise FileNotFoundError(f"no complete checkpoint under {out}/finetune/{unit_key}/")
+    cfg = FinetuneConfig.from_yaml(cfg_bytes.decode())
+    bundle = build_network(cfg, int(net["n_outputs"]))
+    bundle.model.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu"))
+    return bundle.model.eval()
+

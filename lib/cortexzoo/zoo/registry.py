@@ -1,0 +1,406 @@
+"""Build zoo models from specs, list them, and count their layers cheaply.
+
+Every torchvision classification architecture (``torchvision.models.list_models``) and
+every timm architecture (``timm.list_models()``) is addressable; the curated default
+zoo is in :mod:`cortexzoo.zoo.curated`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import os
+import warnings
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Callable
+
+import torch
+from torch import nn
+
+from cortexzoo.zoo import weights as W
+from cortexzoo.zoo.baselines import available_baselines, build_baseline
+from cortexzoo.zoo.curated import default_zoo
+from cortexzoo.zoo.layers import (
+    LayerEnumerationError,
+    count_layers_structural,
+    enumerate_layers,
+)
+from cortexzoo.zoo.preprocess import (
+    PreprocessConfig,
+    default_config,
+    timm_config,
+    torchvision_config,
+)
+from cortexzoo.zoo.spec import ModelSpec, parse_spec, timm_names, torchvision_names
+from cortexzoo.zoo.weights import WeightsFileError, WeightsUnavailableError
+
+
+@dataclass
+class LoadedModel:
+    """A zoo model ready for feature extraction.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    module : nn.Module
+        In eval mode, ``requires_grad`` False on every parameter.
+    preprocess : PreprocessConfig
+    layers : list of str
+        Layer names (``module.named_modules()`` names) in forward order.
+    relative_depth : dict
+        ``layer -> index / (n_layers - 1)`` (0.0 for a single layer).
+    n_params : int
+    """
+
+    spec: ModelSpec
+    module: nn.Module
+    preprocess: PreprocessConfig
+    layers: list[str]
+    relative_depth: dict[str, float] = field(default_factory=dict)
+    n_params: int = 0
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One row of :func:`list_models`."""
+
+    spec: str
+    source: str
+    name: str
+    weights: str
+    weights_available: bool
+    n_layers: int | None
+
+
+def relative_depths(layers: list[str]) -> dict[str, float]:
+    """``index / (n - 1)`` per layer; 0.0 for a single layer."""
+    n = len(layers)
+    if n == 1:
+        return {layers[0]: 0.0}
+    return {name: i / (n - 1) for i, name in enumerate(layers)}
+
+
+# ------------------------------------------------------------ custom models
+@dataclass(frozen=True)
+class CustomModel:
+    """A user architecture addressable as ``custom:NAME@WEIGHTS``.
+
+    Attributes
+    ----------
+    build : callable () -> nn.Module
+        Builds the architecture with its own init (seeded by the caller).
+    preprocess : PreprocessConfig
+    trained_weights : str or None
+        State-dict file used for ``@trained``.
+    """
+
+    build: Callable[[], nn.Module]
+    preprocess: PreprocessConfig
+    trained_weights: str | None = None
+
+
+_CUSTOM: dict[str, CustomModel] = {}
+
+
+def register_model(
+    name: str,
+    build: Callable[[], nn.Module],
+    preprocess: PreprocessConfig | None = None,
+    trained_weights: str | None = None,
+    overwrite: bool = False,
+) -> None:
+    """Make ``custom:NAME`` loadable in this process.
+
+    Registration is per process: Ray workers must import the registering module too,
+    or use the import-path form ``custom:pkg.module.factory`` which needs no registration.
+    """
+    if not name or "@" in name or ":" in name:
+        raise ValueError(f"bad custom model name {name!r} (no '@' or ':')")
+    if name in _CUSTOM and not overwrite:
+        raise ValueError(f"custom model {name!r} is already registered (pass overwrite=True)")
+    _CUSTOM[name] = CustomModel(build, preprocess or default_config(), trained_weights)
+    _meta_layers.cache_clear()
+    _structural_count.cache_clear()
+
+
+def custom_names() -> frozenset[str]:
+    """Names registered with :func:`register_model`."""
+    return frozenset(_CUSTOM)
+
+
+def resolve_custom(name: str) -> CustomModel:
+    """A registered custom model, or one given as import path ``pkg.module.factory``.
+
+    The factory returns an ``nn.Module``; its ``preprocess_config`` attribute (a
+    PreprocessConfig) is used when present, else ImageNet defaults.
+    """
+    if name in _CUSTOM:
+        return _CUSTOM[name]
+    mod_name, dot, attr = name.rpartition(".")
+    if not dot:
+        raise KeyError(name)
+    factory = getattr(importlib.import_module(mod_name), attr)
+    if not callable(factory):
+        raise TypeError(f"{name} is not callable")
+    cfg = getattr(factory, "preprocess_config", None)
+    return CustomModel(factory, cfg if isinstance(cfg, PreprocessConfig) else default_config())
+
+
+def _build_custom(spec: ModelSpec) -> nn.Module:
+    entry = resolve_custom(spec.name)
+    torch.manual_seed(spec.seed)
+    model = entry.build()
+    if spec.weights == "random":
+        return model
+    path = spec.weights_file if spec.weights == "file" else entry.trained_weights
+    if path is None:
+        raise WeightsUnavailableError(
+            f"custom model {spec.name!r} has no trained weights registered; provide a file: "
+            f"custom:{spec.name}@/path/to/file.pth"
+        )
+    W.load_into(model, W.load_state_dict_file(str(path)), str(path))
+    return model
+
+
+# ----------------------------------------------------------------- building
+def _torchvision_random(name: str) -> nn.Module:
+    import torchvision
+
+    kwargs = {}
+    if name in ("googlenet", "inception_v3"):
+        # Their own init (init_weights=True is what weights=None means; explicit to
+        # avoid the FutureWarning).
+        kwargs["init_weights"] = True
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torchvision.models.get_model(name, weights=None, **kwargs)
+
+
+def _timm_random(name: str) -> nn.Module:
+    import timm
+
+    return timm.create_model(name, pretrained=False)
+
+
+def _load_file_lenient(model: nn.Module, sd: dict, path: str) -> None:
+    """Strict load, except that missing auxiliary-head tensors (never used in eval) are allowed."""
+    result = model.load_state_dict(sd, strict=False)
+    missing = [k for k in result.missing_keys if not k.lower().startswith(("aux", "auxlogits"))]
+    if missing or result.unexpected_keys:
+        W.load_into(model, sd, path)  # raises WeightsFileError with the details
+
+
+def _build_torchvision(spec: ModelSpec) -> nn.Module:
+    import torchvision
+
+    if spec.weights == "random":
+        torch.manual_seed(spec.seed)
+        return _torchvision_random(spec.name)
+    if spec.weights == "file":
+        path = str(spec.weights_file)
+        sd = W.load_state_dict_file(path)
+        torch.manual_seed(spec.seed)
+        model = _torchvision_random(spec.name)
+        _load_file_lenient(model, sd, path)
+        return model
+    # trained
+    if W.torchvision_weights_url(spec.name) is None:
+        raise WeightsUnavailableError(W.unavailable_message(spec))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torchvision.models.get_model(spec.name, weights="DEFAULT")
+    except Exception as e:  # noqa: BLE001 - classified below
+        if W.is_download_error(e):
+            raise WeightsUnavailableError(W.unavailable_message(spec, e)) from e
+        raise
+
+
+def _build_timm(spec: ModelSpec) -> nn.Module:
+    import timm
+
+    if spec.weights == "random":
+        torch.manual_seed(spec.seed)
+        return _timm_random(spec.name)
+    if spec.weights == "file":
+        path = str(spec.weights_file)
+        if not os.path.isfile(path):
+            raise WeightsFileError(f"weights file not found: {path} (spec {spec})")
+        torch.manual_seed(spec.seed)
+        try:
+            # timm's own loader applies the architecture's checkpoint filters.
+            return timm.create_model(
+                spec.name, pretrained=True, pretrained_cfg_overlay=dict(file=path)
+            )
+        except RuntimeError as e:
+            raise WeightsFileError(f"weights file {path} does not fit {spec.name}: {e}") from e
+    # trained
+    offline = W.offline_weights(spec)
+    if offline is not None:
+        torch.manual_seed(spec.seed)
+        model = _timm_random(spec.name)
+        path = offline.locate()
+        W.load_into(model, offline.convert(model, path), path)
+        return model
+    try:
+        return timm.create_model(spec.name, pretrained=True)
+    except Exception as e:  # noqa: BLE001 - classified below
+        if W.is_download_error(e) or "No pretrained weights" in str(e):
+            raise WeightsUnavailableError(W.unavailable_message(spec, e)) from e
+        raise
+
+
+def _preprocess_for(spec: ModelSpec, module: nn.Module | None = None) -> PreprocessConfig:
+    if spec.source == "torchvision":
+        return torchvision_config(spec.name)
+    if spec.source == "timm":
+        return timm_config(spec.name)
+    if spec.source == "custom":
+        return resolve_custom(spec.name).preprocess
+    raise ValueError(f"no preprocessing rule for source {spec.source!r}")
+
+
+# ------------------------------------------------------------ layer caches
+def _meta_instance(source: str, name: str) -> nn.Module:
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if source == "torchvision":
+            return _torchvision_random(name)
+        if source == "custom":
+            return resolve_custom(name).build()
+        return _timm_random(name)
+
+
+@lru_cache(maxsize=512)
+def _meta_layers(source: str, name: str, input_size: int) -> tuple[str, ...] | None:
+    """Layers from a forward pass on a meta instance; None if meta cannot run it."""
+    try:
+        m = _meta_instance(source, name)
+        return tuple(enumerate_layers(m, input_size))
+    except Exception:  # noqa: BLE001 - meta support varies by architecture
+        return None
+
+
+@lru_cache(maxsize=4096)
+def _structural_count(source: str, name: str) -> int | None:
+    try:
+        return count_layers_structural(_meta_instance(source, name))
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def count_layers(spec: "str | ModelSpec") -> int | None:
+    """Number of layers of the architecture of ``spec`` without building real weights.
+
+    Uses a forward pass on the meta device (exact count); falls back to a structural
+    count when meta cannot run the forward; None when even that fails.  Never downloads.
+    """
+    spec = parse_spec(spec)
+    if spec.source == "baseline":
+        module, cfg = build_baseline(spec.name, spec.seed)
+        return len(enumerate_layers(module, cfg.input_size))
+    cfg = _preprocess_for(spec)
+    layers = _meta_layers(spec.source, spec.arch, cfg.input_size)
+    if layers is not None:
+        return len(layers)
+    return _structural_count(spec.source, spec.arch)
+
+
+def _layers_for(spec: ModelSpec, module: nn.Module, cfg: PreprocessConfig) -> list[str]:
+    if spec.source != "baseline":
+        layers = _meta_layers(spec.source, spec.arch, cfg.input_size)
+        if layers is not None:
+            names = dict(module.named_modules())
+            if all(n in names for n in layers):
+                return list(layers)
+    # Meta failed (or the built module differs): order with one real image.
+    return enumerate_layers(module, cfg.input_size)
+
+
+# ------------------------------------------------------------------ public
+def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") -> LoadedModel:
+    """Build the model named by ``spec`` on ``device``.
+
+    Raises
+    ------
+    SpecError (ValueError)
+        Malformed spec / unknown architecture.
+    WeightsUnavailableError (RuntimeError)
+        Trained weights are not cached and cannot be downloaded; the message says how
+        to provide a local weights file.
+    WeightsFileError (ValueError)
+        A local weights file is missing or does not fit the architecture.
+    """
+    spec = parse_spec(spec)
+    if spec.source == "baseline":
+        module, cfg = build_baseline(spec.name, spec.seed)
+    elif spec.source == "torchvision":
+        module = _build_torchvision(spec)
+        cfg = _preprocess_for(spec, module)
+    elif spec.source == "custom":
+        module = _build_custom(spec)
+        cfg = _preprocess_for(spec, module)
+    else:
+        module = _build_timm(spec)
+        cfg = _preprocess_for(spec, module)
+    module.eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    layers = _layers_for(spec, module, cfg)
+    if not layers:
+        raise LayerEnumerationError(f"no layers found for {spec}")
+    module.to(device)
+    n_params = sum(p.numel() for p in module.parameters())
+    return LoadedModel(spec, module, cfg, layers, relative_depths(layers), n_params)
+
+
+def _all_specs() -> list[str]:
+    out = []
+    for n in sorted(torchvision_names()):
+        out += [f"torchvision:{n}@trained", f"torchvision:{n}@random"]
+    for n in sorted(timm_names()):
+        out += [f"timm:{n}@trained", f"timm:{n}@random"]
+    out += [f"baseline:{b}@none" for b in available_baselines()]
+    for n in sorted(_CUSTOM):
+        out += [f"custom:{n}@trained", f"custom:{n}@random"]
+    return out
+
+
+def list_models(
+    pattern: str | None = None, curated: bool = True, count: bool = True
+) -> list[ModelEntry]:
+    """Zoo entries whose spec string matches ``pattern`` (fnmatch, case-sensitive).
+
+    Parameters
+    ----------
+    pattern : str, optional
+        e.g. ``"timm:vit_*@random"``, ``"*resnet*"``; None matches everything.
+    curated : bool
+        True: the curated default zoo; False: every torchvision and timm architecture
+        (trained and random) plus the baselines.
+    count : bool
+        Count layers (meta-device forward, cached per architecture).  Counting the
+        whole uncurated zoo takes minutes; narrow it with ``pattern``.
+    """
+    specs = default_zoo() if curated else _all_specs()
+    if pattern is not None:
+        specs = [s for s in specs if fnmatch.fnmatchcase(s, pattern)]
+    out = []
+    for s in specs:
+        spec = parse_spec(s)
+        out.append(
+            ModelEntry(
+                spec=str(spec),
+                source=spec.source,
+                name=spec.name,
+                weights=spec.weights,
+                weights_available=W.weights_available(spec),
+                n_layers=count_layers(spec) if count else None,
+            )
+        )
+    return out

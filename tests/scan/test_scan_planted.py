@@ -1,0 +1,102 @@
+"""End-to-end scans (local engine) on a recording planted in one layer of one model."""
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.spatial.distance import pdist
+from scipy.stats import pearsonr
+from sklearn.linear_model import RidgeCV
+
+from cortexzoo.data import load_dataset
+from cortexzoo.features.reduce import ReductionConfig
+from cortexzoo.scan import ScanConfig, run_scan
+from cortexzoo.scan.planted import make_planted_dataset
+from cortexzoo.scan.scoring import ScoringConfig
+from cortexzoo.store import ResultStore
+
+MODEL = "torchvision:resnet18@random"
+PLANTED = "layer2.0"
+NEIGHBOURS = {"layer1.1", "layer2.0", "layer2.1"}
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    uri = str(tmp_path_factory.mktemp("planted") / "ds")
+    make_planted_dataset(uri, model=MODEL, layer=PLANTED, n_stimuli=150, image_size=64,
+                         n_neuroids=24, n_reps=6, seed=1, input_size=64)
+    return uri
+
+
+@pytest.fixture(scope="module")
+def scanned(planted, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("results"))
+    cfg = ScanConfig(data=planted, models=[MODEL, "pixels"], out=out, engine="local",
+                     input_size=64, reduction=ReductionConfig(n_components=1024),
+                     scoring=ScoringConfig(reliability_splits=20), progress=False)
+    return cfg, run_scan(cfg)
+
+
+def test_planted_layer_ranks_best_with_ceiled_score_near_one(planted, scanned):
+    _, res = scanned
+    truth = load_dataset(planted).meta["ground_truth"]
+    assert truth["model"] == MODEL and truth["layer"] == PLANTED
+    s = res.scores
+    ridge = s[(s.model == MODEL) & (s.method == "ridge_gcv") & (s.metric == "pearson_r")]
+    best = ridge.loc[ridge["ceiled_value"].idxmax()]
+    assert best["layer"] in NEIGHBOURS, ridge.sort_values("ceiled_value")[["layer", "ceiled_value"]]
+    planted_row = ridge[ridge.layer == PLANTED].iloc[0]
+    assert planted_row["ceiled_value"] > 0.8
+    # The leaderboard puts the planted model above the pixel baseline.
+    board = res.leaderboard
+    assert board.iloc[0]["model"] == MODEL
+    assert board.set_index("model").loc[MODEL, "ridge_layer"] in NEIGHBOURS
+
+
+def test_every_layer_scored_once_with_schema(scanned):
+    cfg, res = scanned
+    s = pd.read_parquet(cfg.out + "/scores/")
+    from cortexzoo.zoo import load_model
+
+    layers = load_model(MODEL).layers
+    got = set(s[s.model == MODEL].layer)
+    assert got == set(layers)
+    key = ["model", "layer", "region", "method", "metric"]
+    assert not s.duplicated(key).any()
+    for col in ("run_id", "dataset", "region", "model", "source", "weights", "layer",
+                "relative_depth", "reduction", "method", "metric", "value", "ceiling",
+                "ceiled_value", "n_neuroids", "n_stimuli", "split", "seed", "code_version",
+                "created_at"):
+        assert col in s.columns
+    depth = s[s.model == MODEL].drop_duplicates("layer").set_index("layer")["relative_depth"]
+    assert depth[layers[0]] == 0.0 and depth[layers[-1]] == 1.0
+    assert res.plot_path and open(res.plot_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert ResultStore(cfg.out).read_manifests()[0]["dataset_fingerprint"]
+
+
+def test_ridge_and_rsa_values_match_sklearn_and_scipy(planted, scanned):
+    """Recompute one layer's scores from the cached features with independent code."""
+    cfg, res = scanned
+    ds = load_dataset(planted)
+    store = ResultStore(cfg.out)
+    from cortexzoo.scan.run import _feature_path
+
+    X = store.get_array(_feature_path(MODEL, PLANTED, cfg, ds.fingerprint())).astype(np.float64)
+    Y = np.nanmean(ds.responses, axis=1).astype(np.float64)
+    alphas = np.unique(np.r_[np.logspace(-2, 6, 17), 1.0])
+    ref = RidgeCV(alphas=alphas, alpha_per_target=True, store_cv_results=True,
+                  scoring="neg_mean_squared_error").fit(X, Y)
+    cv = ref.cv_results_  # [n, t, n_alphas] LOO predictions
+    chosen = np.searchsorted(alphas, ref.alpha_)
+    loo = cv[:, np.arange(Y.shape[1]), chosen]
+    r = np.array([pearsonr(loo[:, j], Y[:, j])[0] for j in range(Y.shape[1])])
+    row = res.scores.query("model == @MODEL and layer == @PLANTED and metric == 'pearson_r'")
+    assert row["value"].iloc[0] == pytest.approx(r.mean(), abs=1e-6)
+    rsa = pearsonr(pdist(X, "correlation"), pdist(Y, "correlation"))[0]
+    row = res.scores.query("model == @MODEL and layer == @PLANTED and method == 'rsa'")
+    assert row["value"].iloc[0] == pytest.approx(rsa, abs=1e-6)
+
+
+def test_rerun_skips_everything(scanned):
+    cfg, first = scanned
+    again = run_scan(cfg)
+    assert again.written_units == 0 and again.skipped_units == first.written_units
+    assert len(again.scores) == len(first.scores)
