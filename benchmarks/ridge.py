@@ -3,6 +3,10 @@
     python benchmarks/ridge.py            # the four shapes of issue 6 (several minutes)
     python benchmarks/ridge.py --quick    # a tiny shape only
 
+Methods: ``cortexzoo-<backend>-<dtype>`` is ``RidgeGCV.fit`` (the full estimator,
+including coef_ [t, p]); ``cortexzoo-loo-<backend>-<dtype>`` is ``GCVSolver(X).loo(Y)``,
+the scan's path (LOO predictions, r, EV and alpha per neuroid; no coefficients).
+
 Every (shape, method) runs in its own subprocess so that peak memory is that method's
 alone. Peak memory is the largest resident set size above the process's size just
 before the fit (after imports and after X and Y exist), sampled every 2 ms from
@@ -111,6 +115,18 @@ def worker(method: str, n: int, p: int, t: int, out: str) -> None:
                            scoring="neg_mean_squared_error").fit(X, Y[:, :ta])
         idx = np.searchsorted(alphas, sk2.alpha_)
         res["loo_subset"] = sk2.cv_results_[:, np.arange(ta), idx]
+    elif method.startswith("cortexzoo-loo"):
+        from cortexzoo.mapping import GCVSolver
+
+        _, _, backend, dtype = method.split("-")
+        GCVSolver(Xw, alphas, backend=backend, dtype=dtype).loo(Yw)
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            r = GCVSolver(X, alphas, backend=backend, dtype=dtype).loo(Y)
+            dt = time.perf_counter() - t0
+        res["alpha"] = r.alpha
+        res["pearson"] = r.pearson.astype(np.float64)
+        res["loo_subset"] = r.loo_predictions[:, :min(t, AGREE_T)].astype(np.float64)
     elif method.startswith("cortexzoo"):
         _, backend, dtype = method.split("-")
         est = RidgeGCV(alphas=alphas, backend=backend, dtype=dtype)
@@ -178,7 +194,8 @@ def main() -> None:
 
     shapes = QUICK if args.quick else SHAPES
     methods = ["sklearn", "cortexzoo-numpy-float64", "cortexzoo-torch-float64",
-               "cortexzoo-numpy-float32", "cortexzoo-torch-float32"]
+               "cortexzoo-numpy-float32", "cortexzoo-torch-float32",
+               "cortexzoo-loo-torch-float64", "cortexzoo-loo-torch-float32"]
     print(f"# cores={os.cpu_count()} torch threads={torch.get_num_threads()} "
           f"alphas={N_ALPHAS} (logspace(-2, 6))", flush=True)
     rows = []
@@ -188,7 +205,7 @@ def main() -> None:
             ms.append("himalaya-ridge")
             if p > n:
                 ms.append("himalaya-kernel")
-        print(f"== n={n} p={p} t={t}", flush=True)
+        print(f"== n={n} p={p} t={t} (load average {os.getloadavg()[0]:.1f})", flush=True)
         results = {}
         for m in ms:
             r = run_one(m, n, p, t, args.timeout)
@@ -214,6 +231,8 @@ def main() -> None:
             if "mode" in r:
                 row["mode"] = str(r["mode"])
             rows.append(row)
+    print(f"# load average at the end: {os.getloadavg()[0]:.1f} (timings are only comparable "
+          f"on an otherwise idle machine)")
     # table
     cols = ["n", "p", "t", "method", "time_s", "speedup_vs_sklearn", "peak_extra_MiB",
             "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",

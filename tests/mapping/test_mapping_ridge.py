@@ -220,3 +220,16 @@ def test_ridge_classifier_matches_sklearn(n_classes, p):
     np.testing.assert_allclose(ours.coef_, sk.coef_, atol=1e-8)
     np.testing.assert_allclose(ours.decision_function(X), sk.decision_function(X), atol=1e-8)
     np.testing.assert_array_equal(ours.predict(X), sk.predict(X))
+
+
+@pytest.mark.parametrize("n,p", [(60, 20), (30, 90)])
+def test_dense_grid_pruning_is_exact(n, p):
+    # a dense grid makes neighbouring alphas' LOO errors close: the bound-based
+    # pruning must still find sklearn's exact per-target choice
+    X, Y = _problem(n, p, 40, seed=12)
+    alphas = np.logspace(-3, 5, 60)
+    sk = RidgeCV(alphas=alphas, alpha_per_target=True).fit(X, Y)
+    for backend in ("numpy", "torch"):
+        res = GCVSolver(X, alphas, backend=backend, neuroid_batch_size=7).loo(Y)
+        np.testing.assert_array_equal(res.alpha, sk.alpha_)
+        np.testing.assert_allclose(res.loo_mse, -sk.best_score_, rtol=1e-9)

@@ -11,6 +11,8 @@ import pytest
 from cortexzoo.scan.planted import make_planted_dataset
 from cortexzoo.store import ResultStore
 
+PIX = "baseline:pixels@none"  # the canonical spec of `pixels`
+
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
@@ -43,7 +45,7 @@ def test_killed_scan_resumes_without_loss_or_duplicates(dataset, tmp_path):
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     before = store.read_scores()
-    assert set(before.model) == {"pixels"}, "the kill came too late to test a resume"
+    assert set(before.model) == {PIX}, "the kill came too late to test a resume"
     written_at = before.set_index(["layer", "metric"])["created_at"]
 
     done = subprocess.run(_scan_cmd(dataset, out), env=env, capture_output=True, text=True,
@@ -54,8 +56,8 @@ def test_killed_scan_resumes_without_loss_or_duplicates(dataset, tmp_path):
     assert not after.duplicated(key).any()
     from cortexzoo.zoo import load_model
 
-    assert set(after[after.model != "pixels"].layer) == set(
+    assert set(after[after.model != PIX].layer) == set(
         load_model("torchvision:resnet18@random").layers)
     # The units written before the kill were kept, not redone.
-    kept = after[after.model == "pixels"].set_index(["layer", "metric"])["created_at"]
+    kept = after[after.model == PIX].set_index(["layer", "metric"])["created_at"]
     pd.testing.assert_series_equal(kept.sort_index(), written_at.sort_index())

@@ -21,8 +21,10 @@ from cortexzoo.zoo.curated import TIMM_003, TORCHVISION_003, TORCHVISION_003_FIG
 
 
 @pytest.fixture(autouse=True)
-def _hf_offline(monkeypatch):
-    """No network here; make huggingface_hub fail fast instead of retrying."""
+def _hf_offline(monkeypatch, tmp_path):
+    """No network here; make huggingface_hub fail fast instead of retrying.
+    Layer counts are memoized in a per-test directory (no stale cache from other runs)."""
+    monkeypatch.setenv("CORTEXZOO_CACHE", str(tmp_path / "zoo_cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     try:
         import huggingface_hub.constants as c
@@ -287,3 +289,36 @@ def test_custom_models(tmp_path):
 
     with pytest.raises(SpecError, match="custom:no_such_net"):
         parse_spec("custom:no_such_net@random")
+
+
+def test_layer_counts_memoized_on_disk(tmp_path):
+    import json
+
+    from cortexzoo.zoo.registry import _count_cache_path
+
+    rows = list_models("torchvision:resnet18@*")
+    assert [r.n_layers for r in rows] == [14, 14]
+    path = _count_cache_path()
+    assert path.startswith(str(tmp_path))
+    with open(path) as f:
+        assert json.load(f) == {"torchvision:resnet18": 14}
+    with open(path, "w") as f:  # a planted value proves the second listing reads the file
+        json.dump({"torchvision:resnet18": 99}, f)
+    assert [r.n_layers for r in list_models("torchvision:resnet18@*")] == [99, 99]
+    with open(path, "w") as f:
+        f.write("{corrupt")
+    assert [r.n_layers for r in list_models("torchvision:resnet18@*")] == [14, 14]
+
+
+def test_hooked_outputs_not_overwritten_by_inplace_ops():
+    m = load_model("torchvision:resnet18@random")
+    mods = dict(m.module.named_modules())
+    seen = {}
+    hs = [mods[n].register_forward_hook(lambda mod, i, o, n=n: seen.__setitem__(n, o))
+          for n in ("bn1", "relu")]
+    with torch.no_grad():
+        m.module(torch.randn(1, 3, 64, 64))
+    for h in hs:
+        h.remove()
+    assert float(seen["bn1"].min()) < 0  # batch norm output keeps its negative values
+    torch.testing.assert_close(seen["relu"], seen["bn1"].clamp_min(0))

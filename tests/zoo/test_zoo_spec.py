@@ -94,3 +94,16 @@ def test_bad_specs_raise_value_error(bad):
 def test_bad_weights_message_names_spec():
     with pytest.raises(SpecError, match=r"timm:resnet18@pretrained"):
         parse_spec("timm:resnet18@pretrained")
+
+
+def test_read_spec_list(tmp_path):
+    from cortexzoo.zoo import read_spec_list
+
+    p = tmp_path / "zoo.txt"
+    p.write_text("# my zoo\ntimm:resnet18@random#3   # seeded\n\ntorchvision:alexnet\npixels\n")
+    specs = read_spec_list(str(p))
+    assert [str(s) for s in specs] == [
+        "timm:resnet18@random#3", "torchvision:alexnet@trained", "baseline:pixels@none"]
+    p.write_text("timm:resnet18@random\ntimm:resnet81@random\n")
+    with pytest.raises(SpecError, match=r"zoo.txt:2:.*resnet81"):
+        read_spec_list(str(p))

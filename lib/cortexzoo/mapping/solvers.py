@@ -186,8 +186,8 @@ def _batch_size(n: int, r: int, t: int, itemsize: int, batch: int | None,
         if int(batch) < 1:
             raise SolverInputError(f"neuroid_batch_size must be >= 1, got {batch}")
         return int(batch)
-    # about five [n, batch] buffers live at once
-    return int(max(1, min(t, budget_bytes // (5 * max(n, r) * itemsize))))
+    # about eight [n, batch] buffers live at once
+    return int(max(1, min(t, budget_bytes // (8 * max(n, r) * itemsize))))
 
 
 def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
@@ -225,6 +225,13 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     hat = (dec.U * dec.U) @ fit_frac                               # [n, A] diag(H) ...
     if dec.fit_intercept:
         hat = hat + 1.0 / n                                        # ... incl. the intercept
+    # per-alpha extremes over samples of 1 / (1 - h)^2: they bound the LOO error by the
+    # ordinary residual norm, which costs O(r) per target instead of O(n r)
+    G_np = backend.to_numpy(G).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        w = 1.0 / G_np ** 2
+    wmin, wmax = w.min(0), w.max(0)
+    margin = 1e-6 if backend.dtype == "float64" else 1e-3
     r = int(dec.U.shape[1])
     itemsize = 8 if backend.dtype == "float64" else 4
     bs = _batch_size(n, r, t, itemsize, batch_size)
@@ -271,12 +278,21 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     # shared alpha: a first pass sums the LOO squared error over all targets
     shared_idx = None
     if not alpha_per_target:
-        sse = np.zeros(A)
+        # bounds on every alpha's total LOO error (cheap, see _error_bounds) prune alphas
+        lo_tot, hi_tot = np.zeros(A), np.zeros(A)
         for j0 in range(0, t, bs):
             _, _, _, Z, Yperp = prepare(j0, min(t, j0 + bs))
-            for a in range(A):
-                P = residual(Z, Yperp, a)
-                sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).sum())
+            lo, hi = _error_bounds(backend, Z, Yperp, shrink, wmin, wmax)
+            lo_tot += lo.sum(1)
+            hi_tot += hi.sum(1)
+        cand = np.nonzero(lo_tot <= hi_tot.min() * (1 + margin))[0]
+        sse = np.full(A, np.inf)
+        sse[cand] = 0.0
+        for j0 in range(0, t, bs):
+            _, _, _, Z, Yperp = prepare(j0, min(t, j0 + bs))
+            for a in cand:
+                P = residual(Z, Yperp, int(a))
+                sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64).sum())
                 del P
         shared_idx = int(np.argmin(sse))
 
@@ -284,22 +300,9 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
         j1 = min(t, j0 + bs)
         Yb, ymean, Yc, Z, Yperp = prepare(j0, j1)
         if shared_idx is None:
-            best = None
-            best_mse = None
-            best_idx = None
-            for a in range(A):
-                P = residual(Z, Yperp, a)
-                mse = col_sqnorm(backend, P) / n
-                if best is None:
-                    best, best_mse = P, mse
-                    best_idx = backend.zeros_int((j1 - j0,))
-                else:
-                    better = mse < best_mse  # strict: ties keep the first alpha, as sklearn
-                    best = backend.where(better[None, :], P, best)
-                    best_mse = backend.where(better, mse, best_mse)
-                    best_idx = backend.where(better, a, best_idx)
-                del P
-            idx_np = backend.to_numpy(best_idx).astype(np.int64)
+            best, best_mse_np, idx_np = _select_per_target(
+                dec, backend, Z, Yperp, shrink, G, wmin, wmax, margin)
+            best_mse = backend.asarray(best_mse_np)
         else:
             best = residual(Z, Yperp, shared_idx)
             best_mse = col_sqnorm(backend, best) / n
@@ -312,9 +315,18 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
         # unlike y - residual. The residual (accurate when the fit is good) gives EV.
         sel = backend.asarray(idx_np.astype(np.float64)).long() if backend.name == "torch" \
             else idx_np
-        pred = dec.U @ (fit_frac[:, sel] * Z)
-        pred -= hat[:, sel] * Yc
-        pred /= G[:, sel]
+        # Two exact forms of the centered LOO prediction, each accurate in one regime:
+        # (yhat - h y) / (1 - h) at strong shrinkage, y - residual near interpolation.
+        # Take, per entry, the one with the smaller rounding-error bound.
+        yhat = dec.U @ (fit_frac[:, sel] * Z)
+        hy = hat[:, sel] * Yc
+        Gs = G[:, sel]
+        err_direct = (abs(yhat) + abs(hy)) / Gs
+        pred = (yhat - hy) / Gs
+        del yhat, hy, Gs
+        err_resid = abs(Yc) + abs(best)
+        pred = backend.where(err_direct <= err_resid, pred, Yc - best)
+        del err_direct, err_resid
         if dec.fit_intercept:
             ycen = Yc
         else:
@@ -409,3 +421,79 @@ def project_validation(dec: Decomposition, Xv: Any, backend: Backend) -> tuple[A
     if dec.fit_intercept:
         XXt = XXt - (Xvc @ dec.x_mean)[:, None]
     return XXt @ dec.U, backend.full((int(dec.U.shape[1]),), 1.0)
+
+
+def _index(backend: Backend, idx: np.ndarray) -> Any:
+    return idx if backend.name == "numpy" else backend.torch.as_tensor(
+        idx, dtype=backend.torch.int64, device=backend.device)
+
+
+def _error_bounds(backend: Backend, Z: Any, Yperp: Any, shrink: Any, wmin: np.ndarray,
+                  wmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds [A, B] on n * LOO MSE for every alpha and target.
+
+    The LOO residual is e_i / (1 - h_i) with e = Yperp + U (shrink * Z) the ordinary
+    residual, so ``||e||^2 min_i (1-h_i)^-2 <= n MSE <= ||e||^2 max_i (1-h_i)^-2``, and
+    ``||e||^2 = ||Yperp||^2 + sum_j shrink_j^2 Z_j^2`` (U has orthonormal columns).
+    """
+    en = backend.to_numpy((shrink * shrink).T @ (Z * Z)).astype(np.float64)
+    if Yperp is not None:
+        en += backend.to_numpy(col_sqnorm(backend, Yperp)).astype(np.float64)[None, :]
+    return en * wmin[:, None], en * wmax[:, None]
+
+
+def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any, shrink: Any,
+                       G: Any, wmin: np.ndarray, wmax: np.ndarray,
+                       margin: float) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Per-target alpha with the smallest exact LOO MSE, and the LOO residuals there.
+
+    Exact, but skips the costly [n, r] x [r, b] products of alphas that cannot win:
+    each target is first scored exactly at the alpha with the smallest upper bound
+    (see :func:`_error_bounds`); any alpha whose lower bound exceeds the best exact
+    error found so far is then skipped for that target. Ties keep the first alpha of
+    the grid, as scikit-learn.
+    """
+    n = dec.n_samples
+    B = int(Z.shape[1])
+    A = int(shrink.shape[1])
+    lo, hi = _error_bounds(backend, Z, Yperp, shrink, wmin, wmax)
+    lo = lo / n
+    best = backend.zeros((n, B))
+    best_mse = np.full(B, np.inf)
+    best_idx = np.zeros(B, dtype=np.int64)
+    done = np.zeros((A, B), dtype=bool)
+
+    def evaluate(a: int, cols: np.ndarray) -> None:
+        nonlocal best
+        if cols.size == 0:
+            return
+        if cols.size == B:
+            Zs, Yp = Z, Yperp
+        else:
+            ci = _index(backend, cols)
+            Zs = Z[:, ci]
+            Yp = None if Yperp is None else Yperp[:, ci]
+        P = dec.U @ (shrink[:, a:a + 1] * Zs)
+        if Yp is not None:
+            P += Yp
+        P /= G[:, a:a + 1]
+        mse = backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64) / n
+        cur, cur_idx = best_mse[cols], best_idx[cols]
+        better = (mse < cur) | ((mse == cur) & (a < cur_idx))
+        done[a, cols] = True
+        if better.any():
+            upd = cols[better]
+            if upd.size == B:
+                best = P
+            else:
+                best[:, _index(backend, upd)] = P[:, _index(backend, np.nonzero(better)[0])]
+            best_mse[upd] = mse[better]
+            best_idx[upd] = a
+
+    first = hi.argmin(0)
+    for a in np.unique(first):
+        evaluate(int(a), np.nonzero(first == a)[0])
+    for a in range(A):
+        cols = np.nonzero((lo[a] <= best_mse * (1 + margin)) & ~done[a])[0]
+        evaluate(a, cols)
+    return best, best_mse, best_idx

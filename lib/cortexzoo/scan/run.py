@@ -279,6 +279,7 @@ def _scan_model(spec: str, cfg: ScanConfig, dataset, targets: DatasetTargets, st
         if cfg.engine == "ray":
             _ensure_ray(cfg)
             kw["num_actors"] = cfg.num_actors
+            model.module = None  # the actors load their own copy; free the driver's
         lf = extract(dataset, model, **kw)
         for n in need:
             feats[n] = lf.features[n]

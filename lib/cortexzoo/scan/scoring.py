@@ -5,11 +5,14 @@ once per scan in :class:`DatasetTargets` and reused for every (model, layer).
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .. import mapping
+
+log = logging.getLogger("cortexzoo")
 
 METHOD_RIDGE = "ridge_gcv"
 METHOD_RSA = "rsa"
@@ -66,15 +69,24 @@ class DatasetTargets:
         rel = mapping.split_half_reliability(R, n_splits=config.reliability_splits,
                                              seed=config.seed)
         out = cls(Y=Y)
+        complete = np.isfinite(Y).all(axis=0)
         for region in dataset.regions:
             cols = dataset.region_index(region)
-            keep = cols
+            if cols.size == 0:  # a region known only from RDMs
+                continue
+            # A neuroid missing every repetition of some stimulus has no target there.
+            keep = cols[complete[cols]]
+            if keep.size < cols.size:
+                log.warning("region %r: %d neuroid(s) lack a response to some stimulus and are "
+                            "not scored", region, cols.size - keep.size)
             if config.min_reliability is not None:
-                keep = cols[rel[cols] >= config.min_reliability]
+                keep = keep[rel[keep] >= config.min_reliability]
                 if keep.size == 0:
                     raise ValueError(
                         f"region {region!r}: no neuroid reaches min_reliability="
                         f"{config.min_reliability} (max {np.nanmax(rel[cols]):.3f})")
+            if keep.size == 0:
+                raise ValueError(f"region {region!r}: no neuroid has a response to every stimulus")
             rt = RegionTargets(region, keep, rel[keep], n_dropped=int(cols.size - keep.size))
             if METHOD_RSA in config.methods:
                 rt.rdm = mapping.rdm(Y[:, keep])
@@ -86,7 +98,7 @@ class DatasetTargets:
 
 def _ceiling_r(reliability: np.ndarray) -> float:
     # Correlations are ceiled by sqrt(reliability) (SCIENCE.md §2).
-    return float(np.mean(np.sqrt(np.clip(reliability, 0.0, None))))
+    return float(np.nanmean(np.sqrt(np.clip(reliability, 0.0, None))))
 
 
 def _ceiled(value: float, ceiling: float) -> float:
@@ -110,13 +122,13 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -
             res = solver.loo(targets.Y[:, rt.columns], return_predictions=False)
             r, ev, alpha = res.pearson, res.ev, res.alpha
             c_r = _ceiling_r(rt.reliability)
-            c_ev = float(np.mean(np.clip(rt.reliability, 0.0, None)))
+            c_ev = float(np.nanmean(np.clip(rt.reliability, 0.0, None)))
             common = dict(region=region, method=METHOD_RIDGE, n_neuroids=n,
                           alpha=float(np.median(alpha)))
             rows.append(dict(common, metric="pearson_r", value=float(np.nanmean(r)),
                              ceiling=c_r, ceiled_value=_ceiled(float(np.nanmean(r)), c_r)))
             med = float(np.nanmedian(r))
-            c_med = float(np.sqrt(max(np.median(rt.reliability), 0.0)))
+            c_med = float(np.sqrt(max(np.nanmedian(rt.reliability), 0.0)))
             rows.append(dict(common, metric="pearson_r_median", value=med, ceiling=c_med,
                              ceiled_value=_ceiled(med, c_med)))
             rows.append(dict(common, metric="explained_variance", value=float(np.nanmean(ev)),

@@ -45,7 +45,8 @@ def plot_campaign(trials: pd.DataFrame, best_curve: pd.DataFrame | None = None,
     x = np.arange(1, len(t) + 1)
     y = t["best_val_ev"].astype(float).to_numpy() if "best_val_ev" in t else np.full(len(t), np.nan)
     done = (t["status"] == "TERMINATED").to_numpy() if "status" in t else np.ones(len(t), bool)
-    early = (done & (t["completed"] == False)).to_numpy() if "completed" in t else np.zeros(len(t), bool)  # noqa: E712
+    early = (done & (t["stop_reason"] == "scheduler").to_numpy()) if "stop_reason" in t \
+        else np.zeros(len(t), bool)
     ax.scatter(x[done & ~early], y[done & ~early], c="C0", label="completed", zorder=3)
     ax.scatter(x[early], y[early], c="C1", marker="v", label="stopped by ASHA", zorder=3)
     if (~done).any():

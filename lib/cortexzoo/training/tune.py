@@ -257,6 +257,7 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
             raise TuneError(f"campaign {name!r} was run on another dataset "
                             f"(fingerprint {stored_space['dataset_fingerprint'][:12]}); "
                             f"{data_uri} differs")
+        num_samples = int(stored_space.get("num_samples", num_samples))
     else:
         base = sp.base
     splits = load_or_make_splits(store, paths["splits"], ids, base)
@@ -293,7 +294,7 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
             param_space=sp.param_space(),
             tune_config=tune.TuneConfig(metric=sp.metric, mode="max", num_samples=num_samples,
                                         search_alg=_make_searcher(sp, max_concurrent),
-                                        scheduler=_make_scheduler(sp)),
+                                        scheduler=_make_scheduler(sp), reuse_actors=True),
             run_config=tune.RunConfig(name=name, storage_path=_strip_scheme(storage, fs),
                                       storage_filesystem=fs, verbose=verbose,
                                       callbacks=list(callbacks or []),
@@ -301,7 +302,7 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         )
     grid = tuner.fit()
     elapsed = time.time() - t0
-    return _finish(store, name, exp_path, grid, base, splits, elapsed)
+    return _finish(store, name, exp_path, grid, base, splits, elapsed, num_samples)
 
 
 def _trials(grid) -> list:
@@ -313,8 +314,23 @@ def _trials(grid) -> list:
     return trials if len(trials) == len(grid) else []
 
 
+def _stop_reason(status: str, m: dict, cfg: FinetuneConfig | None) -> str:
+    """max_epochs, early_stopping (patience), scheduler (ASHA), error or unfinished."""
+    if status == "ERROR":
+        return "error"
+    if status != "TERMINATED":
+        return "unfinished"
+    n = int(m.get("training_iteration", 0) or 0)
+    if cfg is None or n >= cfg.epochs:
+        return "max_epochs"
+    best = int(m.get("best_epoch", 0) or 0)
+    if cfg.patience and n - best >= cfg.patience:
+        return "early_stopping"
+    return "scheduler"
+
+
 def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits: Splits,
-            elapsed: float) -> TuneResult:
+            elapsed: float, num_samples: int) -> TuneResult:
     from cortexzoo.store import make_score_rows
 
     from .plots import plot_campaign
@@ -329,6 +345,10 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
         tid = str(t.trial_id) if t is not None else str(m.get("trial_id") or f"trial{k:05d}")
         status = str(t.status) if t is not None else (
             "ERROR" if r.error else "TERMINATED" if m.get("done") else "UNKNOWN")
+        if status == "TERMINATED" and not m.get("done"):
+            # stopped by an interruption (Ctrl+C, SIGUSR1): the saved state has it unfinished,
+            # and a resume runs it again
+            status = "INTERRUPTED"
         if status not in ("TERMINATED", "ERROR"):
             interrupted = True
         trial_params = {k: v for k, v in (r.config or {}).items()}
@@ -339,7 +359,7 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
         rec = {"campaign": name, "trial_id": tid, "status": status,
                "error": str(r.error)[:500] if r.error else None,
                "epochs_run": int(m.get("training_iteration", 0) or 0),
-               "completed": bool(m.get("done", False)),
+               "stop_reason": _stop_reason(status, m, cfg),
                "config": json.dumps(trial_params, sort_keys=True),
                "seconds": float(m.get("time_total_s", float("nan")) or float("nan"))}
         for k in ("best_val_ev", "best_val_r", "best_epoch"):
@@ -368,6 +388,8 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
                           epochs_run=rec["epochs_run"], trial_id=tid, campaign=name)
             store.write_scores(make_score_rows(common, rows), unit)
             written.append(unit)
+    # an interrupted campaign has unfinished trials, or has not created all of them yet
+    interrupted = interrupted or len(records) < num_samples
     trials = pd.DataFrame.from_records(records)
     if len(trials):
         trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)

@@ -54,6 +54,8 @@ class TwinConfig:
     early_stop_patience: int = 5
     #: cap on batches per animal per epoch (None: all); for smoke runs and benchmarks
     max_batches_per_animal: int | None = None
+    #: start each readout's bias at softplus^-1(mean training response) of its neuron
+    init_readout_bias: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -102,6 +104,12 @@ class Twin(nn.Module):
                                      **cfg.encoder_kwargs)
         self.gru = nn.GRU(cfg.feature_dim, cfg.hidden_dim, num_layers=1, batch_first=True)
         self.readouts = nn.ModuleList(nn.Linear(cfg.hidden_dim, int(n)) for n in n_neurons)
+
+    def init_bias(self, animal: int, mean_response: torch.Tensor) -> None:
+        """Set the readout bias so that a zero drive predicts ``mean_response``."""
+        m = torch.as_tensor(mean_response, dtype=torch.float32).clamp_min(1e-3)
+        with torch.no_grad():
+            self.readouts[animal].bias.copy_(m + torch.log(-torch.expm1(-m)))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Encoder outputs ``[B, L, D]`` of clips ``[B, L, 1, H, W]``."""

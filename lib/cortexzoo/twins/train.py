@@ -238,7 +238,11 @@ def _evaluate_loss(model: Twin, loader, device: torch.device, eps: float) -> tup
 
 
 def _maybe_fail(config: Mapping[str, Any], epoch: int, rank: int, world_size: int) -> None:
-    """Test hook: kill this worker once, at ``fail_at_epoch``, on ``fail_rank``."""
+    """Test hook: kill this worker once, at ``fail_at_epoch``, on ``fail_rank``.
+
+    ``fail_delay_s`` waits first, so that the controller has registered the previous
+    epoch's checkpoint (reports reach it asynchronously) before the worker dies.
+    """
     fail_at = config.get("fail_at_epoch")
     marker = config.get("fail_marker")
     if fail_at is None or epoch != int(fail_at) or not marker:
@@ -247,6 +251,7 @@ def _maybe_fail(config: Mapping[str, Any], epoch: int, rank: int, world_size: in
         return
     with open(marker, "w") as f:
         f.write(f"killed rank {rank} at epoch {epoch}\n")
+    time.sleep(float(config.get("fail_delay_s", 0.0)))
     os._exit(1)  # like a killed process: no exception, no cleanup
 
 
@@ -271,6 +276,11 @@ def train_loop_per_worker(config: dict[str, Any], _ctx: Any = None) -> dict[str,
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank (DDP broadcasts anyway)
     core = Twin(cfg, animals, n_neurons, input_hw)
+    if cfg.init_readout_bias:
+        for k, a in enumerate(animals):
+            y = np.concatenate([s.responses[s.targets("train", cfg.clip_len)]
+                                for s in coll.by_animal(a)])
+            core.init_bias(k, torch.from_numpy(y.mean(axis=0)))
     device = ctx.device()
     model = ctx.prepare(core)
     core = model.module if hasattr(model, "module") else model
@@ -420,7 +430,16 @@ def _storage(out: str) -> tuple[str, Any]:
         return path, None
     import pyarrow.fs as pafs
 
-    fs, path = url_to_fs(uri)
+    opts: dict[str, Any] = {}
+    if uri.startswith(("s3://", "s3a://")):
+        # Ray's controller and workers rebuild this filesystem from its pickle; pass the
+        # endpoint and keys explicitly so that they need not inherit this process's env
+        env = os.environ
+        if env.get("AWS_ENDPOINT_URL"):
+            opts["endpoint_url"] = env["AWS_ENDPOINT_URL"]
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            opts["key"], opts["secret"] = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    fs, path = url_to_fs(uri, **opts)
     return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
@@ -507,7 +526,8 @@ def init_ray(address: str | None = None) -> None:
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None)
+        # worker logs stay in Ray's log files; failures surface through Result.error
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
 
 
 def train_family(run: TwinsRunConfig, *, extra_loop_config: Mapping[str, Any] | None = None,

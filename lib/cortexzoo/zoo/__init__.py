@@ -19,7 +19,7 @@ from cortexzoo.zoo.registry import (
     register_model,
     relative_depths,
 )
-from cortexzoo.zoo.spec import ModelSpec, SpecError, parse_spec
+from cortexzoo.zoo.spec import ModelSpec, SpecError, parse_spec, read_spec_list
 from cortexzoo.zoo.weights import (
     WeightsFileError,
     WeightsUnavailableError,
@@ -30,6 +30,7 @@ __all__ = [
     "ModelSpec",
     "SpecError",
     "parse_spec",
+    "read_spec_list",
     "LoadedModel",
     "ModelEntry",
     "PreprocessConfig",

@@ -44,7 +44,8 @@ class LoadedModel:
     ----------
     spec : ModelSpec
     module : nn.Module
-        In eval mode, ``requires_grad`` False on every parameter.
+        In eval mode, ``requires_grad`` False on every parameter, in-place activations
+        switched off (hooked outputs stay valid after the forward pass).
     preprocess : PreprocessConfig
     layers : list of str
         Layer names (``module.named_modules()`` names) in forward order.
@@ -168,10 +169,9 @@ def _build_custom(spec: ModelSpec) -> nn.Module:
 
 
 # ----------------------------------------------------------------- building
-def _torchvision_random(name: str) -> nn.Module:
+def _torchvision_random(name: str, **kwargs) -> nn.Module:
     import torchvision
 
-    kwargs = {}
     if name in ("googlenet", "inception_v3"):
         # Their own init (init_weights=True is what weights=None means; explicit to
         # avoid the FutureWarning).
@@ -205,7 +205,10 @@ def _build_torchvision(spec: ModelSpec) -> nn.Module:
         path = str(spec.weights_file)
         sd = W.load_state_dict_file(path)
         torch.manual_seed(spec.seed)
-        model = _torchvision_random(spec.name)
+        # torchvision's published GoogLeNet/Inception-v3 weights (ported from TF) expect
+        # the input re-normalization that weights="DEFAULT" switches on.
+        extra = {"transform_input": True} if spec.name in ("googlenet", "inception_v3") else {}
+        model = _torchvision_random(spec.name, **extra)
         _load_file_lenient(model, sd, path)
         return model
     # trained
@@ -237,8 +240,11 @@ def _build_timm(spec: ModelSpec) -> nn.Module:
             return timm.create_model(
                 spec.name, pretrained=True, pretrained_cfg_overlay=dict(file=path)
             )
-        except RuntimeError as e:
-            raise WeightsFileError(f"weights file {path} does not fit {spec.name}: {e}") from e
+        except (RuntimeError, KeyError, ValueError, EOFError, OSError) as e:
+            if isinstance(e, WeightsFileError):
+                raise
+            detail = " ".join(str(e).split())[:600]
+            raise WeightsFileError(f"weights file {path} does not fit {spec.name}: {detail}") from e
     # trained
     offline = W.offline_weights(spec)
     if offline is not None:
@@ -294,6 +300,54 @@ def _structural_count(source: str, name: str) -> int | None:
         return None
 
 
+# Bump when the layer rule in layers.py changes: it invalidates the on-disk counts.
+LAYER_RULE_VERSION = 1
+
+
+def _count_cache_path() -> str | None:
+    """JSON file of layer counts, per library versions; None disables the disk cache.
+
+    Location: ``$CORTEXZOO_CACHE`` (empty string disables) or ``~/.cache/cortexzoo``.
+    """
+    import timm
+    import torchvision
+
+    root = os.environ.get("CORTEXZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "cortexzoo"))
+    if not root:
+        return None
+    tag = f"v{LAYER_RULE_VERSION}-torch{torch.__version__}-tv{torchvision.__version__}-timm{timm.__version__}"
+    return os.path.join(root, f"layer_counts-{tag}.json".replace("+", "_"))
+
+
+def _read_counts(path: str | None) -> dict[str, int]:
+    import json
+
+    if path is None or not os.path.isfile(path):
+        return {}
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return {k: int(v) for k, v in data.items()}
+    except (OSError, ValueError, TypeError):
+        return {}  # a corrupt cache is only a slower listing
+
+
+def _write_counts(path: str | None, counts: dict[str, int]) -> None:
+    import json
+    import tempfile
+
+    if path is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(counts, f, sort_keys=True)
+        os.replace(tmp, path)  # atomic: concurrent listers never see half a file
+    except OSError:
+        pass
+
+
 def count_layers(spec: "str | ModelSpec") -> int | None:
     """Number of layers of the architecture of ``spec`` without building real weights.
 
@@ -302,6 +356,12 @@ def count_layers(spec: "str | ModelSpec") -> int | None:
     """
     spec = parse_spec(spec)
     if spec.source == "baseline":
+        # Extras are wrapped as one child layer; only a container core would expand.
+        from cortexzoo.zoo.baselines import _extra_classes
+
+        cls = _extra_classes().get(spec.name)
+        if cls is None or not issubclass(cls, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+            return 1
         module, cfg = build_baseline(spec.name, spec.seed)
         return len(enumerate_layers(module, cfg.input_size))
     cfg = _preprocess_for(spec)
@@ -309,6 +369,30 @@ def count_layers(spec: "str | ModelSpec") -> int | None:
     if layers is not None:
         return len(layers)
     return _structural_count(spec.source, spec.arch)
+
+
+def _count_many(specs: list[ModelSpec]) -> list[int | None]:
+    """Layer counts for many specs, memoized on disk per architecture."""
+    path = _count_cache_path()
+    cache = _read_counts(path)
+    out: list[int | None] = []
+    dirty = False
+    for spec in specs:
+        if spec.source in ("baseline", "custom"):
+            out.append(count_layers(spec))  # cheap, or user code that may change
+            continue
+        key = f"{spec.source}:{spec.arch}"
+        if key not in cache:
+            n = count_layers(spec)
+            if n is None:
+                out.append(None)
+                continue
+            cache[key] = n
+            dirty = True
+        out.append(cache[key])
+    if dirty:
+        _write_counts(path, cache)
+    return out
 
 
 def _layers_for(spec: ModelSpec, module: nn.Module, cfg: PreprocessConfig) -> list[str]:
@@ -323,6 +407,15 @@ def _layers_for(spec: ModelSpec, module: nn.Module, cfg: PreprocessConfig) -> li
 
 
 # ------------------------------------------------------------------ public
+def _disable_inplace(module: nn.Module) -> None:
+    """Turn off ``inplace`` activations so that a forward hook's output tensor is not
+    overwritten by the next layer (``bn1`` -> in-place ``relu`` in ResNets).  Values are
+    unchanged; memory use rises slightly."""
+    for m in module.modules():
+        if isinstance(getattr(m, "inplace", None), bool):
+            m.inplace = False
+
+
 def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") -> LoadedModel:
     """Build the model named by ``spec`` on ``device``.
 
@@ -351,6 +444,7 @@ def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") ->
     module.eval()
     for p in module.parameters():
         p.requires_grad_(False)
+    _disable_inplace(module)
     layers = _layers_for(spec, module, cfg)
     if not layers:
         raise LayerEnumerationError(f"no layers found for {spec}")
@@ -384,23 +478,24 @@ def list_models(
         True: the curated default zoo; False: every torchvision and timm architecture
         (trained and random) plus the baselines.
     count : bool
-        Count layers (meta-device forward, cached per architecture).  Counting the
-        whole uncurated zoo takes minutes; narrow it with ``pattern``.
+        Count layers (meta-device forward, memoized per architecture in memory and in
+        ``~/.cache/cortexzoo``, see ``_count_cache_path``).  The first count of the
+        curated zoo takes about 30 s on 2 cores, later ones are instant; the whole
+        uncurated zoo takes many minutes: narrow it with ``pattern``.
     """
     specs = default_zoo() if curated else _all_specs()
     if pattern is not None:
         specs = [s for s in specs if fnmatch.fnmatchcase(s, pattern)]
-    out = []
-    for s in specs:
-        spec = parse_spec(s)
-        out.append(
-            ModelEntry(
-                spec=str(spec),
-                source=spec.source,
-                name=spec.name,
-                weights=spec.weights,
-                weights_available=W.weights_available(spec),
-                n_layers=count_layers(spec) if count else None,
-            )
+    parsed = [parse_spec(s) for s in specs]
+    counts = _count_many(parsed) if count else [None] * len(parsed)
+    return [
+        ModelEntry(
+            spec=str(spec),
+            source=spec.source,
+            name=spec.name,
+            weights=spec.weights,
+            weights_available=W.weights_available(spec),
+            n_layers=n,
         )
-    return out
+        for spec, n in zip(parsed, counts)
+    ]

@@ -252,3 +252,25 @@ def parse_spec(s: "str | ModelSpec") -> ModelSpec:
     if source != "baseline" and kind == "none":
         raise SpecError(f"weights 'none' is only for baselines (spec {spec!r}); use 'trained' or 'random'")
     return ModelSpec(source, name, kind, seed, weights_file)
+
+
+def read_spec_list(path: str) -> list[ModelSpec]:
+    """Model specs from a text file: one spec per line; blank lines and ``#`` comments skipped.
+
+    Raises
+    ------
+    SpecError
+        For the first bad line, naming the file and line number.
+    """
+    out: list[ModelSpec] = []
+    with open(path) as f:
+        for i, line in enumerate(f, start=1):
+            # "random#SEED" contains '#': only a '#' after whitespace starts a comment
+            text = re.split(r"\s+#", line.strip(), maxsplit=1)[0].strip()
+            if not text or text.startswith("#"):
+                continue
+            try:
+                out.append(parse_spec(text))
+            except SpecError as e:
+                raise SpecError(f"{path}:{i}: {e}") from None
+    return out

@@ -1,0 +1,73 @@
+"""`ray job submit` of jobs/scan.py against a real Ray head on loopback."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from cortexzoo.scan.planted import make_planted_dataset
+
+from conftest import free_port
+
+pytestmark = pytest.mark.ray
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture
+def ray_head(tmp_path):
+    port, dash = free_port(), free_port()
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    # --block keeps `ray start` in the foreground; killing its process group stops this
+    # cluster only (a plain `ray stop` would also stop the tests' own Ray instance).
+    proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", "--block",
+                             f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
+                             f"--dashboard-port={dash}", "--include-dashboard=true",
+                             f"--temp-dir={tmp_path / 'ray'}"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    address = f"http://127.0.0.1:{dash}"
+    import urllib.request
+
+    deadline = time.time() + 90
+    while True:
+        try:
+            urllib.request.urlopen(address + "/api/version", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("the Ray head did not come up")
+            time.sleep(1)
+    yield address, env
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_ray_job_submit_runs_scan(ray_head, tmp_path):
+    address, env = ray_head
+    data = str(tmp_path / "ds")
+    make_planted_dataset(data, model="pixels", n_stimuli=40, image_size=32, n_neuroids=6,
+                         n_reps=3, seed=4)
+    out = str(tmp_path / "results")
+    cfg = tmp_path / "scan.yaml"
+    cfg.write_text(yaml.safe_dump({"data": data, "models": ["pixels"], "out": out,
+                                   "engine": "ray", "batch_size": 8, "plot": False,
+                                   "reduction": {"n_components": 128},
+                                   "scoring": {"reliability_splits": 5}}))
+    done = subprocess.run([os.path.join(BIN, "ray"), "job", "submit", "--address", address,
+                           "--working-dir", REPO, "--", sys.executable, "jobs/scan.py",
+                           "--config", str(cfg), "--quiet"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    scores = pd.read_parquet(out + "/scores/")
+    assert set(scores.model) == {"baseline:pixels@none"}
+    assert set(scores.method) == {"ridge_gcv", "rsa"}

@@ -1,0 +1,173 @@
+"""End-to-end fine-tuning on a planted dataset, pixel baselines, metrics and the leaderboard."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from scipy.stats import pearsonr
+from sklearn.linear_model import RidgeCV
+from sklearn.metrics import explained_variance_score
+
+from cortexzoo.data import load_dataset
+from cortexzoo.store import ResultStore, make_score_rows
+from cortexzoo.training.baselines import run_pixel_baselines
+from cortexzoo.training.demo import make_planted_dataset
+from cortexzoo.training.finetune import (load_checkpoint, neuroid_metrics, run_finetune,
+                                         split_relpath, train_network)
+from cortexzoo.training.leaderboard import finetune_leaderboard, format_finetune_leaderboard
+from cortexzoo.training.loaders import Splits, make_splits, prepare_data
+from cortexzoo.training.networks import build_network
+from cortexzoo.training.presets import load_preset
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return make_planted_dataset(str(tmp_path_factory.mktemp("planted") / "ds"), n_stimuli=160,
+                                size=32, blocks=2, n_neuroids=20)
+
+
+@pytest.fixture(scope="module")
+def shallow_run(planted, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("results"))
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=12, lr=3e-3)
+    return out, cfg, run_finetune(planted, cfg, out, run_id="ft-test")
+
+
+def test_preset_reaches_positive_ev_and_scores_are_right(planted, shallow_run):
+    out, cfg, res = shallow_run
+    assert res.test_ev > 0.3 and res.val_ev > 0.3 and not res.skipped
+    scores = ResultStore(out).read_scores()
+    ft = scores[scores["method"] == "finetune"]
+    assert set(ft["split"]) == {"val", "test"}
+    assert {"explained_variance", "pearson_r"} <= set(ft["metric"])
+    assert set(ft["model"]) == {"custom:shallow_cnn@random"} and set(ft["preset"]) == {"shallow-cnn"}
+    # independent check: rebuild from the stored checkpoint, preprocess the raw test images
+    # with the model's own config, and score with scikit-learn / scipy
+    ds = load_dataset(planted)
+    splits = Splits.from_dict(ResultStore(out).get_json(f"finetune/{res.unit_key}/splits.json"))
+    test_idx = splits.indices(ds.stimuli["stimulus_id"].tolist())["test"]
+    model = load_checkpoint(out, res.unit_key)
+    pre = build_network(cfg, ds.n_neuroids).preprocess
+    x = torch.from_numpy(pre.apply(ds.read_images(test_idx.tolist())))
+    with torch.no_grad():
+        z = model(x).double().numpy()
+    y = ds.mean_responses()
+    train_idx = splits.indices(ds.stimuli["stimulus_id"].tolist())["train"]
+    mu, sd = y[train_idx].mean(0), y[train_idx].std(0)
+    pred = z * sd + mu
+    yt = y[test_idx]
+    ev = explained_variance_score(yt, pred, multioutput="raw_values")
+    r = np.array([pearsonr(yt[:, j], pred[:, j])[0] for j in range(yt.shape[1])])
+    row = ft[(ft["split"] == "test") & (ft["metric"] == "explained_variance")]
+    assert row["value"].iloc[0] == pytest.approx(ev.mean(), abs=2e-3)
+    row_r = ft[(ft["split"] == "test") & (ft["metric"] == "pearson_r")]
+    assert row_r["value"].iloc[0] == pytest.approx(r.mean(), abs=2e-3)
+    assert row["n_stimuli"].iloc[0] == len(test_idx)
+    per = pd.read_parquet(io.BytesIO(ResultStore(out).get_bytes(
+        f"finetune/{res.unit_key}/neuroids.parquet")))
+    np.testing.assert_allclose(per[per["split"] == "test"]["explained_variance"], ev, atol=2e-3)
+    # a finished unit is not recomputed
+    again = run_finetune(planted, cfg, out)
+    assert again.skipped and again.test_ev == pytest.approx(res.test_ev)
+
+
+def test_early_stopping_steplr_and_best_state(planted):
+    ds = load_dataset(planted)
+    ds.responses = np.random.default_rng(0).poisson(5, ds.responses.shape).astype(np.float32)
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=40, patience=3, lr=1e-2, step_size=2,
+                      gamma=0.5)
+    b = build_network(cfg, ds.n_neuroids)
+    data = prepare_data(ds, make_splits(ds.stimuli["stimulus_id"], 0.1, 0.1), b.preprocess)
+    res = train_network(cfg, data, b)
+    h = res.history
+    # pure-noise targets: no real progress, so patience stops the run early
+    assert res.stopped_early and len(h) == res.best_epoch + 3 < 40
+    assert [x["lr"] for x in h[:4]] == pytest.approx([1e-2, 1e-2, 5e-3, 5e-3])
+    assert res.best_val_ev == max(x["val_ev"] for x in h)
+    # the best epoch's weights are restored: re-predicting val gives the best epoch's EV
+    from cortexzoo.training.finetune import _predict
+    from cortexzoo.training.loaders import Normalizer
+
+    ytr = data.y["train"]
+    z = _predict(b.model, data.x["val"], Normalizer(b.preprocess.mean, b.preprocess.std), 64,
+                 torch.device("cpu"), False)
+    ev, _ = neuroid_metrics(data.y["val"], z * ytr.std(0) + ytr.mean(0))
+    assert np.mean(ev) == pytest.approx(res.best_val_ev, abs=1e-6)
+
+
+def test_neuroid_metrics_skip_nan_like_sklearn():
+    rng = np.random.default_rng(1)
+    y = rng.normal(size=(30, 3))
+    p = y + rng.normal(size=y.shape)
+    y[[2, 5], 1] = np.nan
+    ev, r = neuroid_metrics(y, p)
+    ok = np.isfinite(y[:, 1])
+    assert ev[1] == pytest.approx(explained_variance_score(y[ok, 1], p[ok, 1]))
+    assert r[1] == pytest.approx(pearsonr(y[ok, 1], p[ok, 1])[0])
+    assert ev[0] == pytest.approx(explained_variance_score(y[:, 0], p[:, 0]))
+
+
+def test_pixel_baselines_match_sklearn(planted, shallow_run):
+    out, cfg, _ = shallow_run
+    df = run_pixel_baselines(planted, out, size=8, cfg=cfg, run_id="px-test")
+    assert set(df["method"]) == {"linear", "pca_linear", "ridge_kfold", "pca_ridge_kfold"}
+    assert set(df["split"]) == {"test"} and set(df["model"]) == {"baseline:pixels8@none"}
+    # the same stored split as the fine-tuned network
+    ds = load_dataset(planted)
+    stored = ResultStore(out).get_json(split_relpath(ds.fingerprint(), cfg))
+    sp = Splits.from_dict(stored).indices(ds.stimuli["stimulus_id"].tolist())
+    fit = np.r_[sp["train"], sp["val"]]
+    X = np.stack([np.asarray(im.resize((8, 8), resample=2), dtype=np.float64).transpose(2, 0, 1).ravel()
+                  for im in ds.read_images()]) / 255.0
+    y = ds.mean_responses()
+    from cortexzoo.mapping import default_alphas
+
+    ref = RidgeCV(alphas=default_alphas(), cv=5).fit(X[fit], y[fit])
+    ev = explained_variance_score(y[sp["test"]], ref.predict(X[sp["test"]]),
+                                  multioutput="raw_values").mean()
+    row = df[(df["method"] == "ridge_kfold") & (df["metric"] == "explained_variance")]
+    assert row["alpha"].iloc[0] == pytest.approx(ref.alpha_)
+    # PIL's resize vs torch's antialiased resize differ slightly
+    assert row["value"].iloc[0] == pytest.approx(ev, abs=0.03)
+    pca = df[(df["method"] == "pca_ridge_kfold")]
+    assert set(pca["n_components"]) == {min(len(fit), 192)}  # capped at n_train (<1000)
+
+
+def test_leaderboard_orders_like_table_1():
+    common = dict(dataset="d", region="IT", source="x", weights="trained", layer="all",
+                  relative_depth=1.0, reduction="gap", n_neuroids=5, n_stimuli=10, seed=0,
+                  ceiling=np.nan)
+    rows = []
+
+    def add(model, method, split, ev, r, **kw):
+        for metric, v in (("explained_variance", ev), ("pearson_r", r)):
+            rows.append(dict(common, model=model, method=method, split=split, metric=metric,
+                             value=v, run_id=kw.pop("run_id", "r"), **kw))
+
+    for m, ev in (("pca_ridge_kfold", 0.0924), ("linear", -0.0334), ("ridge_kfold", 0.0933),
+                  ("pca_linear", -0.0881)):
+        add("baseline:pixels32@none", m, "test", ev, 0.2, unit_key=f"px-{m}", preset="pixel-baselines")
+    add("torchvision:resnet50@trained", "ridge_gcv", "loo", 0.407, 0.63, unit_key="s1")
+    add("custom:shallow_cnn@random", "finetune", "val", 0.25, 0.5, unit_key="sh", preset="shallow-cnn")
+    add("custom:shallow_cnn@random", "finetune", "test", 0.2283, 0.47, unit_key="sh", preset="shallow-cnn")
+    add("torchvision:resnet34@trained", "finetune", "val", 0.47, 0.68, unit_key="rn", preset="resnet34-it")
+    add("torchvision:resnet34@trained", "finetune", "test", 0.4654, 0.6709, unit_key="rn", preset="resnet34-it")
+    # a campaign: trial b has the better validation EV but the worse test EV; b must be chosen
+    for tid, val, test in (("a", 0.30, 0.44), ("b", 0.35, 0.40)):
+        add("torchvision:vgg11_bn@trained", "finetune", "val", val, 0.6, unit_key=f"t-{tid}",
+            preset="tune:c", campaign="c", trial_id=tid)
+        add("torchvision:vgg11_bn@trained", "finetune", "test", test, 0.6, unit_key=f"t-{tid}",
+            preset="tune:c", campaign="c", trial_id=tid)
+    scores = make_score_rows({}, rows)
+    board = finetune_leaderboard(scores)
+    assert board["label"].tolist() == [
+        "Linear", "Linear + PCA", "Ridge Regression", "Ridge Regression + PCA",
+        "torchvision:resnet50@trained (all)", "Shallow CNN",
+        "torchvision:vgg11_bn@trained (tuned: c, trial b)",
+        "torchvision:resnet34@trained (resnet34-it)"]
+    assert board["ev_pct"].tolist() == pytest.approx([-3.34, -8.81, 9.33, 9.24, 40.7, 22.83, 40.0, 46.54])
+    assert board["group"].tolist()[:4] == ["pixels"] * 4
+    assert "Ridge Regression + PCA" in format_finetune_leaderboard(board)

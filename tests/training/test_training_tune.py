@@ -1,0 +1,112 @@
+"""Ray Tune + Optuna + ASHA campaigns: search beats a bad start, outputs, resume from s3."""
+from __future__ import annotations
+
+import io
+import os
+import signal
+
+import pandas as pd
+import pytest
+
+from cortexzoo.store import ResultStore
+from cortexzoo.training.demo import make_planted_dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = os.path.join(ROOT, "tune_spaces", "tiny.yaml")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return make_planted_dataset(str(tmp_path_factory.mktemp("planted_tune") / "ds"),
+                                n_stimuli=120, size=32, blocks=2, n_neuroids=16)
+
+
+def _interrupter(n: int, marker: str):
+    """A Tune callback that interrupts the campaign (like Ctrl+C) once `n` trials finished."""
+    from ray import tune
+
+    class InterruptAfter(tune.Callback):
+        def __init__(self):
+            self.done = 0
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.done += 1
+            if self.done >= n and not os.path.exists(marker):
+                open(marker, "w").close()
+                # Tune's driver handles SIGUSR1 like SIGINT: stop, save state, return
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    return InterruptAfter()
+
+
+def test_trial_resources(ray_local):
+    from cortexzoo.training.tune import TuneError, trial_resources
+
+    assert trial_resources() == {"cpu": 0.5}  # no GPU here: fractional CPUs
+    assert trial_resources(cpus_per_trial=1) == {"cpu": 1.0}
+    with pytest.raises(TuneError, match="GPU"):
+        trial_resources(gpus_per_trial=1)
+
+
+def test_campaign_interrupt_and_resume_from_s3(ray_local, s3_bucket, planted, tmp_path):
+    from ray.tune.schedulers import AsyncHyperBandScheduler
+
+    from cortexzoo.training.cli import main
+    from cortexzoo.training.space import load_space
+    from cortexzoo.training.tune import TuneError, _make_scheduler, run_tune
+
+    sp = load_space(TINY)
+    sched = _make_scheduler(sp)
+    assert isinstance(sched, AsyncHyperBandScheduler)
+    out = s3_bucket + "/results"
+    marker = str(tmp_path / "interrupted")
+    first = run_tune(planted, sp, 4, out, cpus_per_trial=1, max_concurrent=2, verbose=0,
+                     callbacks=[_interrupter(2, marker)])
+    assert os.path.exists(marker) and first.interrupted
+    t1 = first.trials
+    done1 = t1[t1["status"] == "TERMINATED"]
+    assert 2 <= len(done1) < 4
+    store = ResultStore(out)
+    units1 = {u for u in store.completed_units() if u.startswith("tune-tiny-")}
+    assert units1 == {f"tune-tiny-{t}" for t in done1["trial_id"]}
+    stamps1 = store.read_scores().groupby("unit_key")["created_at"].first()
+    # the experiment directory lives in object storage
+    assert store.fs.exists(store.root + "/tune/tiny/tuner.pkl")
+
+    with pytest.raises(TuneError, match="already exists"):
+        run_tune(planted, sp, 4, out, verbose=0)
+
+    rc = main(["tune", "--data", planted, "--space", TINY, "--out", out, "--resume",
+               "--cpus-per-trial", "1", "--quiet"])
+    assert rc == 0
+    trials = pd.read_parquet(io.BytesIO(store.get_bytes("campaigns/tiny/trials.parquet")))
+    assert len(trials) == 4 and trials["trial_id"].is_unique
+    assert set(trials["status"]) == {"TERMINATED"}
+    # finished trials were not repeated: same results, score files untouched
+    again = trials.set_index("trial_id").loc[done1["trial_id"]]
+    assert again["epochs_run"].tolist() == done1["epochs_run"].tolist()
+    assert again["best_val_ev"].tolist() == pytest.approx(done1["best_val_ev"].tolist())
+    scores = store.read_scores()
+    stamps2 = scores.groupby("unit_key")["created_at"].first()
+    for u in units1:
+        assert stamps2[u] == stamps1[u]
+    assert {f"tune-tiny-{t}" for t in trials["trial_id"]} <= set(scores["unit_key"])
+
+    # the search beats the deliberately bad first configuration (lr 1e-6) clearly
+    bad = trials[trials["param_lr"] == pytest.approx(1e-6)]
+    assert len(bad) == 1
+    best = trials["best_val_ev"].max()
+    assert best > 0.2 and best > float(bad["best_val_ev"].iloc[0]) + 0.15
+    # every trial shares the campaign's split, and rows carry config columns
+    tune_rows = scores[scores["unit_key"].str.startswith("tune-tiny-")]
+    assert tune_rows["split_digest"].nunique() == 1
+    assert set(tune_rows["method"]) == {"finetune"} and set(tune_rows["split"]) == {"val", "test"}
+    assert set(tune_rows["campaign"]) == {"tiny"}
+    # the best configuration is a ready preset, and the plot exists
+    from cortexzoo.training.presets import load_preset
+
+    preset = load_preset(store.uri_of("presets/tiny-best.yaml"))
+    best_row = trials.loc[trials["best_val_ev"].idxmax()]
+    assert preset.lr == pytest.approx(best_row["param_lr"]) and preset.epochs == 6
+    png = store.get_bytes("plots/tune-tiny.png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
