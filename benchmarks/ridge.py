@@ -177,10 +177,30 @@ def run_one(method: str, n: int, p: int, t: int, timeout: int) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
+COLS = ["n", "p", "t", "method", "time_s", "speedup_vs_sklearn", "peak_extra_MiB",
+        "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
+        "same_alpha_as_f64", "max_abs_dr_vs_f64"]
+
+
+def _print_table(rows: list[dict]) -> None:
+    print("| " + " | ".join(COLS) + " |")
+    print("|" + "---|" * len(COLS))
+    for row in rows:
+        cells = []
+        for c in COLS:
+            v = row.get(c, "")
+            if isinstance(v, float):
+                v = f"{v:.3g}" if (abs(v) < 1e-2 and v != 0) else f"{v:.2f}"
+            cells.append(str(v))
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a tiny shape only")
     ap.add_argument("--no-himalaya", action="store_true")
+    ap.add_argument("--shapes", default=None,
+                    help="comma-separated n:p:t shapes instead of the defaults, e.g. 1000:4096:1000")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per method and shape")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
@@ -193,6 +213,8 @@ def main() -> None:
     import torch
 
     shapes = QUICK if args.quick else SHAPES
+    if args.shapes:
+        shapes = [tuple(int(v) for v in sh.split(":")) for sh in args.shapes.split(",")]
     methods = ["sklearn", "cortexzoo-numpy-float64", "cortexzoo-torch-float64",
                "cortexzoo-numpy-float32", "cortexzoo-torch-float32",
                "cortexzoo-loo-torch-float64", "cortexzoo-loo-torch-float32"]
@@ -231,23 +253,14 @@ def main() -> None:
             if "mode" in r:
                 row["mode"] = str(r["mode"])
             rows.append(row)
+        _print_table([r for r in rows if (r["n"], r["p"], r["t"]) == (n, p, t)])
+        if args.json:   # keep what is done so far
+            with open(args.json, "w") as f:
+                json.dump(rows, f, indent=1)
     print(f"# load average at the end: {os.getloadavg()[0]:.1f} (timings are only comparable "
           f"on an otherwise idle machine)")
-    # table
-    cols = ["n", "p", "t", "method", "time_s", "speedup_vs_sklearn", "peak_extra_MiB",
-            "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
-            "same_alpha_as_f64", "max_abs_dr_vs_f64"]
     print()
-    print("| " + " | ".join(cols) + " |")
-    print("|" + "---|" * len(cols))
-    for row in rows:
-        cells = []
-        for c in cols:
-            v = row.get(c, "")
-            if isinstance(v, float):
-                v = f"{v:.3g}" if (abs(v) < 1e-2 and v != 0) else f"{v:.2f}"
-            cells.append(str(v))
-        print("| " + " | ".join(cells) + " |")
+    _print_table(rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

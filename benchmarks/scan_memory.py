@@ -78,6 +78,8 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=224, help="stimulus image size (px)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--limit-gb", type=float, default=4.0)
+    ap.add_argument("--num-actors", type=int, default=1,
+                    help="model actors (each holds a model copy and a projection cache)")
     args = ap.parse_args(argv)
 
     import numpy as np
@@ -103,6 +105,10 @@ def main(argv=None) -> int:
     ds = load_dataset(tmp + "/ds")
     model = load_model(args.model)
     reference = full_activation_bytes(model, args.n)
+    model.module = None  # the actors hold their own copy, as in a scan
+    import gc
+
+    gc.collect()
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              object_store_memory=1 << 30, log_to_driver=False)
@@ -111,7 +117,8 @@ def main(argv=None) -> int:
     sampler = Sampler()
     sampler.start()
     t0 = time.time()
-    lf = extract_ray(ds, model, None, ReductionConfig(), batch_size=args.batch_size, progress=True)
+    lf = extract_ray(ds, model, None, ReductionConfig(), batch_size=args.batch_size,
+                     num_actors=args.num_actors, progress=True)
     dt = time.time() - t0
     sampler.stop()
     ray.shutdown()
@@ -119,7 +126,8 @@ def main(argv=None) -> int:
     reduced = sum(f.nbytes for f in lf.features.values())
     gb = 1 << 30
     print(f"model {args.model}: {len(model.layers)} layers, {args.n} images at "
-          f"{model.preprocess.input_size} px, {dt:.0f} s ({args.n / dt:.1f} img/s)")
+          f"{model.preprocess.input_size} px, {args.num_actors} actor(s), {dt:.0f} s "
+          f"({args.n / dt:.1f} img/s)")
     print(f"reference: full activations of every layer, float32   {reference / gb:8.2f} GB")
     print(f"reduced features kept by the driver (SRP 4096)        {reduced / gb:8.2f} GB")
     print(f"peak PSS of driver + Ray processes (idle Ray {base / gb:.2f} GB) {peak / gb:8.2f} GB")

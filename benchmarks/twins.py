@@ -35,17 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--encoder", default="cnn")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--batches", type=int, default=12, help="global batches per animal per epoch")
+    p.add_argument("--batches", type=int, default=4, help="global batches per animal per epoch")
     p.add_argument("--batch-size", type=int, default=64, help="global batch")
     p.add_argument("--frames", type=int, default=3000)
     p.add_argument("--height", type=int, default=36)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--use-gpu", action="store_true")
     p.add_argument("--cpus-per-worker", type=float, default=1.0)
+    p.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else a private "
+                   "local instance)")
     p.add_argument("--json", help="also write the results here")
     args = p.parse_args(argv)
-
-    import ray
 
     from cortexzoo.data.sessions_synth import make_synthetic_sessions
     from cortexzoo.store import ResultStore
@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     data = os.path.join(tmp, "sessions")
     make_synthetic_sessions(data, n_animals=3, n_neurons=(24, 32, 40), n_frames=args.frames,
                             height=args.height, width=args.width)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+    from cortexzoo.twins.train import init_ray
+
+    init_ray(args.address)
     rows = []
     for w in counts:
         out = os.path.join(tmp, f"out-{w}")

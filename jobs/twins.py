@@ -7,7 +7,7 @@ Flags are those of `cortexzoo twins run`; pass `train` or `eval` first to do one
 """
 import sys
 
-from cortexzoo.twins.cli import main
+from cortexzoo.cli import main
 
 if __name__ == "__main__":
     argv = sys.argv[1:]

@@ -209,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="leaderboard and plots from a results URI")
     r.add_argument("results")
     r.set_defaults(func=cmd_report)
+
+    from .training.cli import register_cli as register_training
+    from .twins.cli import register_cli as register_twins
+
+    register_training(sub)
+    register_twins(sub)
     return p
 
 

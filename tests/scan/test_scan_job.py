@@ -22,14 +22,24 @@ BIN = os.path.dirname(sys.executable)
 @pytest.fixture
 def ray_head(tmp_path):
     port, dash = free_port(), free_port()
+    # every port of its own: the tests' Ray instance may hold the defaults (e.g. 52365)
+    ports = {flag: free_port() for flag in (
+        "--node-manager-port", "--object-manager-port", "--ray-client-server-port",
+        "--dashboard-agent-listen-port", "--dashboard-agent-grpc-port",
+        "--runtime-env-agent-port", "--metrics-export-port")}
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    log = open(tmp_path / "ray-start.log", "w")
+    import tempfile
+
+    short_tmp = tempfile.mkdtemp(prefix="czr", dir="/tmp")  # AF_UNIX paths: < 108 bytes
     # --block keeps `ray start` in the foreground; killing its process group stops this
     # cluster only (a plain `ray stop` would also stop the tests' own Ray instance).
     proc = subprocess.Popen([os.path.join(BIN, "ray"), "start", "--head", "--block",
                              f"--port={port}", "--num-cpus=2", "--dashboard-host=127.0.0.1",
                              f"--dashboard-port={dash}", "--include-dashboard=true",
-                             f"--temp-dir={tmp_path / 'ray'}"],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                             f"--temp-dir={short_tmp}",
+                             *[f"{k}={v}" for k, v in ports.items()]],
+                            env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     import urllib.request
@@ -41,8 +51,10 @@ def ray_head(tmp_path):
             break
         except OSError:
             if time.time() > deadline or proc.poll() is not None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                pytest.fail("the Ray head did not come up")
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                pytest.fail("the Ray head did not come up:\n" +
+                            (tmp_path / "ray-start.log").read_text()[-3000:])
             time.sleep(1)
     yield address, env
     os.killpg(proc.pid, signal.SIGTERM)
@@ -50,6 +62,7 @@ def ray_head(tmp_path):
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+    shutil.rmtree(short_tmp, ignore_errors=True)
 
 
 def test_ray_job_submit_runs_scan(ray_head, tmp_path):

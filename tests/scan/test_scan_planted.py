@@ -100,3 +100,50 @@ def test_rerun_skips_everything(scanned):
     again = run_scan(cfg)
     assert again.written_units == 0 and again.skipped_units == first.written_units
     assert len(again.scores) == len(first.scores)
+
+
+def test_published_rdms_scored_per_subject_with_loso_ceiling(tmp_path):
+    """An RDM-only dataset: each layer's RDM against every subject's RDM (scipy reference)."""
+    from scipy.stats import spearmanr
+
+    from cortexzoo.data import write_dataset
+    from cortexzoo.data.synthetic import make_images
+    from cortexzoo.features import FeatureExtractor
+
+    imgs = make_images(30, size=32, seed=5)
+    names = [f"i{i}.png" for i in range(30)]
+    rng = np.random.default_rng(0)
+    # subjects' RDMs: the pixel RDM plus independent symmetric noise
+    from cortexzoo.scan.run import load_for_scan
+
+    pix = load_for_scan("pixels")
+    f = FeatureExtractor(pix, ["pixels"], ReductionConfig(method="flatten"))(
+        pix.preprocess.apply(list(imgs)))["pixels"]
+    base = 1 - np.corrcoef(f)
+    rdms = []
+    for _ in range(3):
+        e = rng.normal(0, 0.05, base.shape)
+        r = base + (e + e.T) / 2
+        np.fill_diagonal(r, 0)
+        rdms.append(r)
+    rdms = np.array(rdms)
+    uri = write_dataset(str(tmp_path / "rdm"), meta={"name": "rdm-only", "description": "t",
+                                                     "source": "t", "license": "CC0",
+                                                     "response_unit": "none"},
+                        stimuli=pd.DataFrame({"stimulus_id": [n[:-4] for n in names], "image": names}),
+                        neuroids=pd.DataFrame({"neuroid_id": pd.Series([], dtype=str),
+                                               "subject": pd.Series([], dtype=str),
+                                               "region": pd.Series([], dtype=str)}),
+                        responses=None, images=dict(zip(names, imgs)), rdms=rdms,
+                        rdm_table=pd.DataFrame({"rdm_id": ["a", "b", "c"], "subject": ["a", "b", "c"],
+                                                "region": "IT", "measure": "1-pearson"}))
+    res = run_scan(ScanConfig(data=uri, models=["pixels"], out=str(tmp_path / "r"), engine="local",
+                              reduction=ReductionConfig(method="flatten"), progress=False,
+                              plot=False))
+    s = res.scores.set_index("metric")
+    iu = np.triu_indices(30, 1)
+    want = np.mean([spearmanr(base[iu], r[iu])[0] for r in rdms])
+    assert s.loc["rdms_spearman", "value"] == pytest.approx(want, abs=1e-9)
+    loso = np.mean([spearmanr(rdms[i][iu], ((rdms.sum(0) - rdms[i]) / 2)[iu])[0] for i in range(3)])
+    assert s.loc["rdms_spearman", "ceiling"] == pytest.approx(loso, abs=1e-9)
+    assert res.leaderboard.iloc[0]["rsa"] == pytest.approx(want / loso, abs=1e-9)

@@ -69,6 +69,7 @@ def test_preset_reaches_positive_ev_and_scores_are_right(planted, shallow_run):
     per = pd.read_parquet(io.BytesIO(ResultStore(out).get_bytes(
         f"finetune/{res.unit_key}/neuroids.parquet")))
     np.testing.assert_allclose(per[per["split"] == "test"]["explained_variance"], ev, atol=2e-3)
+    assert ResultStore(out).get_bytes(f"plots/finetune-{res.unit_key}.png")[:4] == b"\x89PNG"
     # a finished unit is not recomputed
     again = run_finetune(planted, cfg, out)
     assert again.skipped and again.test_ev == pytest.approx(res.test_ev)
@@ -77,6 +78,7 @@ def test_preset_reaches_positive_ev_and_scores_are_right(planted, shallow_run):
 def test_early_stopping_steplr_and_best_state(planted):
     ds = load_dataset(planted)
     ds.responses = np.random.default_rng(0).poisson(5, ds.responses.shape).astype(np.float32)
+    ds.responses[:40:3, :, 0] = np.nan  # cells without any repetition: masked, not fatal
     cfg = load_preset("shallow-cnn", image_size=32, epochs=40, patience=3, lr=1e-2, step_size=2,
                       gamma=0.5)
     b = build_network(cfg, ds.n_neuroids)
@@ -92,10 +94,12 @@ def test_early_stopping_steplr_and_best_state(planted):
     from cortexzoo.training.loaders import Normalizer
 
     ytr = data.y["train"]
+    assert np.isnan(ytr[:, 0]).any()
     z = _predict(b.model, data.x["val"], Normalizer(b.preprocess.mean, b.preprocess.std), 64,
                  torch.device("cpu"), False)
-    ev, _ = neuroid_metrics(data.y["val"], z * ytr.std(0) + ytr.mean(0))
-    assert np.mean(ev) == pytest.approx(res.best_val_ev, abs=1e-6)
+    ev, _ = neuroid_metrics(data.y["val"], z * np.nanstd(ytr, 0) + np.nanmean(ytr, 0))
+    assert np.nanmean(ev) == pytest.approx(res.best_val_ev, abs=1e-6)
+    assert np.isfinite(res.history[0]["train_loss"])
 
 
 def test_neuroid_metrics_skip_nan_like_sklearn():
@@ -108,6 +112,28 @@ def test_neuroid_metrics_skip_nan_like_sklearn():
     assert ev[1] == pytest.approx(explained_variance_score(y[ok, 1], p[ok, 1]))
     assert r[1] == pytest.approx(pearsonr(y[ok, 1], p[ok, 1])[0])
     assert ev[0] == pytest.approx(explained_variance_score(y[:, 0], p[:, 0]))
+
+
+def test_score_rows_per_region_with_ceilings():
+    from cortexzoo.training.finetune import score_rows
+    from cortexzoo.training.loaders import PreparedData
+
+    rng = np.random.default_rng(2)
+    y = {s: rng.normal(size=(12, 3)) for s in ("val", "test")}
+    pred = {s: y[s] + rng.normal(size=(12, 3)) for s in ("val", "test")}
+    rel = {"val": np.array([0.81, 0.64, 0.25]), "test": np.array([0.81, 0.64, 0.25])}
+    data = PreparedData(x={}, y=y, splits=None, index={}, neuroid_ids=["a", "b", "c"],
+                        regions=["V4", "V4", "IT"], preprocess=None,
+                        reliability_by_split=rel)
+    rows, per = score_rows(data, pred)
+    df = pd.DataFrame(rows).set_index(["split", "region", "metric"])
+    ev = explained_variance_score(y["test"], pred["test"], multioutput="raw_values")
+    r0 = df.loc[("test", "V4", "explained_variance")]
+    assert r0["value"] == pytest.approx(ev[:2].mean()) and r0["n_neuroids"] == 2
+    assert r0["ceiling"] == pytest.approx((0.81 + 0.64) / 2)  # EV ceiling: mean reliability
+    assert df.loc[("test", "V4", "pearson_r"), "ceiling"] == pytest.approx((0.9 + 0.8) / 2)
+    assert df.loc[("val", "IT", "explained_variance"), "n_neuroids"] == 1
+    assert len(per) == 6 and set(per["split"]) == {"val", "test"}
 
 
 def test_pixel_baselines_match_sklearn(planted, shallow_run):
@@ -171,3 +197,28 @@ def test_leaderboard_orders_like_table_1():
     assert board["ev_pct"].tolist() == pytest.approx([-3.34, -8.81, 9.33, 9.24, 40.7, 22.83, 40.0, 46.54])
     assert board["group"].tolist()[:4] == ["pixels"] * 4
     assert "Ridge Regression + PCA" in format_finetune_leaderboard(board)
+
+
+def test_cli_finetune_with_pixel_baselines_to_s3(planted, s3_bucket, capsys):
+    import argparse
+
+    from cortexzoo.training.cli import register_cli
+
+    parser = argparse.ArgumentParser(prog="cortexzoo")
+    register_cli(parser.add_subparsers(dest="cmd", required=True))
+    out = s3_bucket + "/res"  # checkpoint, scores and per-neuroid values in object storage
+    args = parser.parse_args(["finetune", "--data", planted, "--preset", "shallow-cnn,pixels",
+                              "--set", "image_size=32", "--set", "epochs=2", "--out", out,
+                              "--pixel-size", "8"])
+    assert args.func(args) == 0
+    text = capsys.readouterr().out
+    assert "Shallow CNN" in text and "Ridge Regression + PCA" in text
+    scores = ResultStore(out).read_scores()
+    assert {"finetune", "linear", "ridge_kfold"} <= set(scores["method"])
+    unit = scores[scores.method == "finetune"]["unit_key"].iloc[0]
+    state = torch.load(io.BytesIO(ResultStore(out).get_bytes(f"finetune/{unit}/model.pt")))
+    assert "decoder.head.0.weight" in state
+    model = load_checkpoint(out, unit)
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 20)
+    bad = parser.parse_args(["finetune", "--data", planted, "--preset", "nope", "--out", out])
+    assert bad.func(bad) == 2

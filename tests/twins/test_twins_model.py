@@ -112,3 +112,17 @@ def test_twin_fits_synthetic_sessions_above_chance(tmp_path):
     shuffled = [chunked_pearson(v["pred"], v["y"][rng.permutation(len(v["y"]))])
                 for v in preds.values()]
     assert abs(float(np.nanmean(np.concatenate(shuffled)))) < 0.1
+
+
+def test_plot_per_encoder_with_seed_spread():
+    import pandas as pd
+
+    from cortexzoo.twins.plots import plot_twins
+
+    rows = [{"method": "twin", "metric": "chunked_pearson_r", "animal": "all", "encoder": e,
+             "model": f"twin:{e}#seed{s}", "seed": s, "value": v + 0.01 * s, "ceiling": 0.8}
+            for e, v in (("cnn", 0.4), ("resnet18", 0.35), ("alexnet", 0.3)) for s in range(3)]
+    png = plot_twins(pd.DataFrame(rows))
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+    with pytest.raises(ValueError, match="no twin scores"):
+        plot_twins(pd.DataFrame(rows), metric="overall_pearson_r")

@@ -10,7 +10,6 @@ and per-rank dropout masks would legitimately differ between 1 and 2 workers.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import uuid
 

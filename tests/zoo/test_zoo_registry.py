@@ -291,10 +291,14 @@ def test_custom_models(tmp_path):
         parse_spec("custom:no_such_net@random")
 
 
-def test_layer_counts_memoized_on_disk(tmp_path):
+def test_layer_counts_memoized_on_disk(tmp_path, monkeypatch):
     import json
 
+    from cortexzoo.zoo import registry
     from cortexzoo.zoo.registry import _count_cache_path
+
+    # the counts shipped with the package would answer first
+    monkeypatch.setattr(registry, "_packaged_count_path", lambda: str(tmp_path / "none.json"))
 
     rows = list_models("torchvision:resnet18@*")
     assert [r.n_layers for r in rows] == [14, 14]
@@ -322,3 +326,17 @@ def test_hooked_outputs_not_overwritten_by_inplace_ops():
         h.remove()
     assert float(seen["bn1"].min()) < 0  # batch norm output keeps its negative values
     torch.testing.assert_close(seen["relu"], seen["bn1"].clamp_min(0))
+
+
+def test_packaged_counts_match_a_real_enumeration():
+    """The shipped counts of the curated zoo agree with counting from scratch."""
+    import json
+
+    from cortexzoo.zoo.registry import _packaged_count_path
+
+    with open(_packaged_count_path()) as f:
+        packaged = json.load(f)
+    assert len(packaged) >= 100
+    for key in ("torchvision:resnet18", "torchvision:vgg16", "timm:tf_efficientnet_lite0"):
+        source, arch = key.split(":")
+        assert packaged[key] == len(load_model(f"{source}:{arch}@random").layers)

@@ -193,12 +193,11 @@ def _read_npy(uri: str, what: str) -> np.ndarray:
 
 
 def _write_bytes(uri: str, data: bytes) -> None:
+    from fsspec.implementations.local import LocalFileSystem
+
     fs, path = _fs(uri)
-    parent = path.rsplit("/", 1)[0]
-    try:
-        fs.makedirs(parent, exist_ok=True)
-    except (OSError, ValueError):  # object stores have no directories
-        pass
+    if isinstance(fs, LocalFileSystem):  # object stores have no directories (and s3fs's
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # makedirs would create buckets)
     fs.pipe_file(path, data)
 
 

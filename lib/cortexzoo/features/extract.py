@@ -33,7 +33,7 @@ class FeatureExtractor:
 
     def __init__(self, model, layers: Sequence[str] | None = None,
                  reduction: ReductionConfig | None = None, device: str = "cpu",
-                 cache_bytes: int = 1 << 30):
+                 cache_bytes: int = 256 << 20):
         self.model = model
         self.layers = list(layers) if layers is not None else list(model.layers)
         unknown = [name for name in self.layers if name not in model.relative_depth]

@@ -51,7 +51,7 @@ class _ModelActor:
     """Ray Data actor: loads the model once, reduces every requested layer per batch."""
 
     def __init__(self, spec: str, layers: list[str], reduction: ReductionConfig,
-                 threads: int = 1):
+                 threads: int = 1, cache_bytes: int = 256 << 20):
         import torch
 
         from ..zoo import load_model
@@ -59,7 +59,7 @@ class _ModelActor:
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         self.extractor = FeatureExtractor(load_model(spec, device=device), layers, reduction,
-                                          device=device)
+                                          device=device, cache_bytes=cache_bytes)
         self.layers = layers
 
     def __call__(self, batch: dict) -> dict:
@@ -116,9 +116,10 @@ def default_actor_plan(num_actors: int | None = None) -> dict:
         n = num_actors or gpus
         return {"n": n, "num_gpus": 1, "num_cpus": 1, "threads": 1}
     # Fractional CPUs leave room for decode tasks (whole-CPU actors starve them).
+    # Each actor holds a model copy and its projection cache: fewer actors, less memory.
     n = num_actors or max(1, min(2, int(cpus)))
     per = max(0.25, min(1.0, (cpus * 0.75) / n))
-    threads = max(1, int(os.environ.get("CORTEXZOO_TORCH_THREADS", "1")))
+    threads = int(os.environ.get("CORTEXZOO_TORCH_THREADS", "0")) or max(1, round(cpus / n))
     return {"n": n, "num_gpus": 0, "num_cpus": per, "threads": threads}
 
 
@@ -133,8 +134,11 @@ def worker_env() -> dict[str, str]:
 
 def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None = None,
                 batch_size: int = 16, num_actors: int | None = None,
-                progress: bool = True) -> LayerFeatures:
-    """Extract with Ray Data on the connected cluster (``ray.init`` first)."""
+                progress: bool = True, object_store_bytes: int = 256 << 20) -> LayerFeatures:
+    """Extract with Ray Data on the connected cluster (``ray.init`` first).
+
+    ``object_store_bytes`` bounds the preprocessed batches buffered between decoding
+    and the model actors (Ray Data backpressure)."""
     import ray
 
     from ..zoo import load_model
@@ -145,7 +149,12 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     layers = _resolve_layers(model, layers)
     n = dataset.n_stimuli
     plan = default_actor_plan(num_actors)
-    runtime_env = {"env_vars": worker_env()}
+    # glibc's per-thread arenas hold on to freed activation memory in long-lived actors.
+    runtime_env = {"env_vars": {"MALLOC_ARENA_MAX": "2", **worker_env()}}
+    ctx = ray.data.DataContext.get_current()
+    # Decoding is far faster than a big model on CPU: cap what waits in the object store.
+    ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
+        object_store_memory=object_store_bytes)
     items = [{"idx": i, "uri": dataset.image_uri(i)} for i in range(n)]
     n_blocks = max(1, min(64, -(-n // batch_size)))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)

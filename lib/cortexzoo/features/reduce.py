@@ -26,16 +26,37 @@ def layer_seed(base_seed: int, model_key: str, layer: str) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
+def _bernoulli_positions(rng: np.random.Generator, total: int, density: float) -> np.ndarray:
+    """Sorted positions of the successes of ``total`` i.i.d. Bernoulli(density) trials.
+
+    Gaps between successes are geometric, so the positions are a cumulative sum of
+    geometric draws: exact, vectorized, and several times faster than sampling a
+    subset without replacement.
+    """
+    if density >= 1.0:
+        return np.arange(total, dtype=np.int64)
+    mean = total * density
+    chunk = int(mean + 6 * math.sqrt(mean) + 64)
+    parts, last = [], -1
+    while True:
+        pos = last + np.cumsum(rng.geometric(density, size=chunk))
+        if pos[-1] >= total:
+            parts.append(pos[pos < total])
+            break
+        parts.append(pos)
+        last = int(pos[-1])
+    return np.concatenate(parts)
+
+
 def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
                density: float | None = None) -> torch.Tensor:
     """Sparse random projection matrix ``[n_components, n_features]`` (CSR, float32).
 
     Entries are 0 with probability ``1 - density`` and ``±sqrt(1 / (density * k))``
-    otherwise (Li et al. 2006; scikit-learn's SparseRandomProjection), with
-    ``density = 1 / sqrt(n_features)`` by default. The non-zero positions are a
-    uniform random subset of the matrix of Binomial(k*p, density) size, which is the
-    same law as i.i.d. Bernoulli entries; drawing them in one call is what keeps the
-    generation fast for layers with millions of units.
+    otherwise, independently (Li et al. 2006; scikit-learn's SparseRandomProjection),
+    with ``density = 1 / sqrt(n_features)`` by default. Generation is fast enough
+    (about 0.1 s per million non-zeros) that actors can regenerate matrices they do not
+    keep rather than hold every layer's.
     """
     if n_features < 1 or n_components < 1:
         raise ValueError(f"SRP needs positive sizes, got n_features={n_features}, "
@@ -46,18 +67,14 @@ def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
         raise ValueError(f"SRP density must be in (0, 1], got {density}")
     rng = np.random.default_rng(seed)
     total = n_components * n_features
-    nnz = int(rng.binomial(total, density))
-    if density == 1.0:
-        flat = np.arange(total, dtype=np.int64)
-    else:
-        flat = rng.choice(total, size=nnz, replace=False, shuffle=False)
-        flat.sort()
+    flat = _bernoulli_positions(rng, total, density)
     rows = flat // n_features
     cols = (flat - rows * n_features).astype(np.int32)
+    nnz = flat.size
     scale = math.sqrt(1.0 / (density * n_components))
     values = np.where(rng.random(flat.size) < 0.5, -scale, scale).astype(np.float32)
-    crow = np.zeros(n_components + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=n_components), out=crow[1:])
+    # flat is sorted, so row i starts at the first position >= i * p
+    crow = np.searchsorted(flat, np.arange(n_components + 1, dtype=np.int64) * n_features)
     index_dtype = torch.int32 if nnz < 2**31 else torch.int64
     return torch.sparse_csr_tensor(
         torch.from_numpy(crow).to(index_dtype), torch.from_numpy(cols).to(index_dtype),
@@ -87,6 +104,8 @@ class ReductionConfig:
 
 class LayerReducer:
     """Reduces batches of one layer; holds the layer's projection matrix once made."""
+
+    chunk_bytes = 64 << 20
 
     def __init__(self, config: ReductionConfig, model_key: str, layer: str):
         self.config, self.model_key, self.layer = config, model_key, layer
@@ -123,5 +142,7 @@ class LayerReducer:
             self._n_features = p
             seed = layer_seed(cfg.seed, self.model_key, self.layer)
             self._matrix = srp_matrix(p, cfg.n_components, seed, cfg.density).to(flat.device)
-        # (k x p) @ (p x b): CSR times dense is the fast sparse path in torch.
-        return (self._matrix @ flat.T).T.contiguous()
+        # (k x p) @ (p x b): CSR times dense is torch's fast sparse path. A few samples
+        # at a time bound the transposed copy it needs to a few activation rows.
+        step = max(1, int(self.chunk_bytes // max(1, 4 * p)))
+        return torch.cat([(self._matrix @ flat[i:i + step].T).T for i in range(0, b, step)])

@@ -5,7 +5,7 @@ import io
 
 import pandas as pd
 
-from .tables import HEADLINE
+from .tables import headline
 
 
 def _base_name(model: str) -> str:
@@ -30,7 +30,7 @@ def plot_depth(scores: pd.DataFrame, methods: tuple[str, ...] = ("ridge_gcv", "r
     archs = sorted({_base_name(m) for m in scores["model"].unique()})
     colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(archs)}
     for row, method in enumerate(methods):
-        metric = HEADLINE[method]
+        metric = headline(scores, method)
         df = scores[(scores["method"] == method) & (scores["metric"] == metric)]
         use = "ceiled_value" if df["ceiled_value"].notna().any() else "value"
         for ax, region in zip(axes[row], regions):

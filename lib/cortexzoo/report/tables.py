@@ -4,8 +4,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-# The metric that stands for each method in a leaderboard.
-HEADLINE = {"ridge_gcv": "pearson_r", "rsa": "rsa_pearson"}
+# The metric that stands for each method in a leaderboard, in order of preference
+# (a dataset with only published RDMs has no response-based RSA).
+HEADLINES = {"ridge_gcv": ("pearson_r",), "rsa": ("rsa_pearson", "rdms_spearman", "rdms_pearson")}
+
+
+def headline(scores: pd.DataFrame, method: str) -> str:
+    present = set(scores.loc[scores["method"] == method, "metric"])
+    return next((m for m in HEADLINES[method] if m in present), HEADLINES[method][0])
 
 
 def _use_ceiled(df: pd.DataFrame) -> str:
@@ -15,7 +21,7 @@ def _use_ceiled(df: pd.DataFrame) -> str:
 def best_layers(scores: pd.DataFrame, method: str, metric: str | None = None,
                 by: str | None = None) -> pd.DataFrame:
     """One row per (model, region): the best layer's score for ``method``/``metric``."""
-    metric = metric or HEADLINE.get(method)
+    metric = metric or headline(scores, method)
     df = scores[(scores["method"] == method) & (scores["metric"] == metric)]
     if df.empty:
         return pd.DataFrame(columns=["model", "region", "value", "ceiled_value", "layer",

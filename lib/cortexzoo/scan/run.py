@@ -158,9 +158,6 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     run_id = cfg.run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
     data_uri = resolve_data(cfg.data, cfg.out)
     dataset = load_dataset(data_uri)
-    if dataset.responses is None:
-        raise ValueError(f"{data_uri}: the scan needs responses.npy (RDM-only datasets are "
-                         "not scanned yet)")
     models = cfg.models or default_models()
     from ..zoo import parse_spec
 

@@ -17,6 +17,7 @@ log = logging.getLogger("cortexzoo")
 METHOD_RIDGE = "ridge_gcv"
 METHOD_RSA = "rsa"
 METHODS = (METHOD_RIDGE, METHOD_RSA)
+METHOD_RDMS = "rsa_rdms"  # RSA against a dataset's own (published) RDMs, with method "rsa"
 
 
 @dataclass
@@ -56,19 +57,39 @@ class RegionTargets:
 
 
 @dataclass
+class PublishedRDMs:
+    """A region's RDMs shipped with the dataset (``rdms.npy``), one per subject or study."""
+
+    region: str
+    rdms: np.ndarray              # [n_rdms, n, n]
+    ceilings: dict[str, float]    # per comparison method; NaN with a single RDM
+
+
+@dataclass
 class DatasetTargets:
     """What every layer is compared with: mean responses and per-region ceilings."""
 
-    Y: np.ndarray  # [n_stimuli, n_neuroids] mean over repetitions
+    Y: np.ndarray | None  # [n_stimuli, n_neuroids] mean over repetitions
     regions: dict[str, RegionTargets] = field(default_factory=dict)
+    published: dict[str, PublishedRDMs] = field(default_factory=dict)
 
     @classmethod
     def from_dataset(cls, dataset, config: ScoringConfig) -> "DatasetTargets":
+        out = cls(Y=None)
+        if getattr(dataset, "rdms", None) is not None and METHOD_RSA in config.methods:
+            table = dataset.rdm_table.reset_index(drop=True)
+            for region, rows in table.groupby("region", sort=True):
+                rdms = np.asarray(dataset.rdms[rows.index.to_numpy()], dtype=np.float64)
+                ceil = {m: (float(mapping.rdm_ceiling(rdms, m)) if len(rdms) > 1 else float("nan"))
+                        for m in ("pearson", "spearman")}
+                out.published[str(region)] = PublishedRDMs(str(region), rdms, ceil)
         R = dataset.responses
+        if R is None:
+            return out
         Y = np.nanmean(R, axis=1).astype(np.float64)
         rel = mapping.split_half_reliability(R, n_splits=config.reliability_splits,
                                              seed=config.seed)
-        out = cls(Y=Y)
+        out.Y = Y
         complete = np.isfinite(Y).all(axis=0)
         for region in dataset.regions:
             cols = dataset.region_index(region)
@@ -112,7 +133,7 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -
         raise ValueError("features contain NaN or inf")
     rows: list[dict] = []
     solver = None
-    if METHOD_RIDGE in config.methods:
+    if METHOD_RIDGE in config.methods and targets.regions:
         solver = mapping.GCVSolver(X, alphas=config.alphas, backend=config.backend,
                                    dtype=config.dtype)
     model_rdm = mapping.rdm(X) if METHOD_RSA in config.methods else None
@@ -139,4 +160,13 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -
             rows.append(dict(region=region, method=METHOD_RSA, metric=f"rsa_{config.rsa_compare}",
                              n_neuroids=n, value=v, ceiling=c, ceiled_value=_ceiled(v, c),
                              alpha=float("nan")))
+    if model_rdm is not None:
+        for region, pub in targets.published.items():
+            for how in ("pearson", "spearman"):
+                per = mapping.score_rdms(model_rdm, pub.rdms, method=how)
+                v = float(np.nanmean(per))
+                c = pub.ceilings[how]  # leave-one-subject-out, same scale as the score
+                rows.append(dict(region=region, method=METHOD_RSA, metric=f"rdms_{how}",
+                                 n_neuroids=0, value=v, ceiling=c, ceiled_value=_ceiled(v, c),
+                                 alpha=float("nan"), k_units=int(len(pub.rdms))))
     return rows

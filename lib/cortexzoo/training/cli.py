@@ -59,6 +59,7 @@ def _init_ray(address: str | None) -> None:
 
 def cmd_finetune(args: argparse.Namespace) -> int:
     from cortexzoo.store import ResultStore
+    from cortexzoo.zoo import WeightsUnavailableError
 
     from .finetune import run_finetune
     from .leaderboard import finetune_leaderboard, format_finetune_leaderboard
@@ -83,7 +84,8 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         try:
             res = run_finetune(args.data, cfg, args.out, run_id=args.run_id, device=args.device,
                                force=args.force, save_checkpoint=not args.no_checkpoint)
-        except (ValueError, OSError) as e:
+        except (ValueError, OSError, WeightsUnavailableError) as e:
+            # bad config/data, unreachable storage, or trained weights not available offline
             print(f"error: {cfg.preset or cfg.backbone}: {e}", file=sys.stderr)
             rc = 1
             continue

@@ -58,20 +58,29 @@ def neuroid_metrics(y: np.ndarray, y_hat: np.ndarray) -> tuple[np.ndarray, np.nd
     EV = 1 - Var(y - y_hat) / Var(y) (sklearn's explained_variance_score); NaN for a
     neuroid with fewer than 2 valid stimuli or constant responses.
     """
-    from cortexzoo.mapping.metrics import explained_variance, pearson_r
-
+    # Implemented here rather than imported from cortexzoo.mapping: that package pulls in
+    # scikit-learn, which costs every Ray Tune trial worker seconds of import time.
     y = np.asarray(y, dtype=np.float64)
     y_hat = np.asarray(y_hat, dtype=np.float64)
+    if y.ndim == 1:
+        y, y_hat = y[:, None], y_hat[:, None]
+    if y.shape != y_hat.shape:
+        raise ValueError(f"targets {y.shape} and predictions {y_hat.shape} differ in shape")
     ok = np.isfinite(y)
-    if ok.all():
-        return np.atleast_1d(explained_variance(y, y_hat)), np.atleast_1d(pearson_r(y, y_hat))
-    ev = np.full(y.shape[1], np.nan)
-    r = np.full(y.shape[1], np.nan)
-    for j in range(y.shape[1]):
-        m = ok[:, j]
-        if m.sum() >= 2:
-            ev[j] = explained_variance(y[m, j], y_hat[m, j])
-            r[j] = pearson_r(y[m, j], y_hat[m, j])
+    n = ok.sum(0)
+    w = ok.astype(np.float64)
+    y0, p0 = np.where(ok, y, 0.0), np.where(ok, y_hat, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        my, mp = y0.sum(0) / n, p0.sum(0) / n
+        yc, pc = (y0 - my) * w, (p0 - mp) * w
+        vy = (yc ** 2).sum(0) / n
+        res = (y0 - p0) * w
+        vres = ((res - res.sum(0) / n) * w) ** 2
+        ev = 1.0 - (vres.sum(0) / n) / vy
+        r = (yc * pc).sum(0) / np.sqrt((yc ** 2).sum(0) * (pc ** 2).sum(0))
+    bad = (n < 2) | ~(vy > 0)
+    ev[bad] = np.nan
+    r[bad] = np.nan
     return ev, r
 
 
@@ -345,8 +354,11 @@ class FinetuneResult:
 def _unit_key(cfg: FinetuneConfig, fingerprint: str, splits: Splits) -> str:
     from cortexzoo.store import safe_key
 
-    return safe_key("finetune", cfg.preset or "custom", cfg.backbone,
-                    fingerprint[:12], splits.digest(), cfg.to_json())
+    import hashlib
+
+    # the full config decides the unit; its hash keeps the key short
+    return safe_key("finetune", cfg.preset or "custom", cfg.backbone, fingerprint[:12],
+                    splits.digest(), hashlib.sha1(cfg.to_json().encode()).hexdigest()[:10])
 
 
 def load_or_make_splits(store: Any, relpath: str, stimulus_ids: list[str],
@@ -381,6 +393,7 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
       config JSON, blocks, frozen, width, dropout, lr, weight_decay, optimizer).
     * ``finetune/<unit_key>/neuroids.parquet`` (per neuroid), ``history.json``,
       ``config.yaml``, ``splits.json`` and ``model.pt`` (``torch.save`` of the state dict).
+    * ``plots/finetune-<unit_key>.png``: the learning curve.
 
     A unit already present is not recomputed unless ``force``. The split is the one stored
     at ``splits/<dataset fingerprint>-<split settings>.json`` when present (shared by all
@@ -430,6 +443,13 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
                                             "neuroid_ids": data.neuroid_ids,
                                             "preprocess": bundle.preprocess.to_dict(),
                                             "seconds": res.seconds})
+    try:
+        from .plots import plot_history
+
+        store.put_bytes(f"plots/finetune-{unit}.png",
+                        plot_history(res.history, f"{cfg.preset or 'custom'}: {info['model']}"))
+    except ImportError:  # matplotlib is optional for training itself
+        log.warning("matplotlib is not installed: no learning-curve plot")
     # the scores file last: its presence marks the unit complete
     store.write_scores(scores, unit)
     return FinetuneResult(run_id, unit, scores, per, res.history, ckpt_uri, res.best_epoch,

@@ -41,6 +41,7 @@ __all__ = [
     "PreparedData",
     "prepare_data",
     "target_columns",
+    "split_reliability",
     "clear_memory_cache",
 ]
 
@@ -263,25 +264,39 @@ class PreparedData:
         return len(self.neuroid_ids)
 
 
+def split_reliability(ds: Any, splits: Splits, region: str | None = None,
+                      n_splits: int = 50, seed: int = 0) -> dict[str, np.ndarray]:
+    """Split-half reliability (Spearman-Brown) of each target neuroid on each split's
+    stimuli, for the ceilings of the score rows; empty with fewer than 2 repetitions."""
+    if ds.responses is None or ds.responses.shape[1] < 2:
+        return {}
+    from cortexzoo.mapping import split_half_reliability
+
+    cols = target_columns(ds, region)
+    index = splits.indices(ds.stimuli["stimulus_id"].astype(str).tolist())
+    return {part: split_half_reliability(ds.responses[ix][:, :, cols], n_splits=n_splits,
+                                         seed=seed)
+            for part, ix in index.items() if ix.size >= 3}
+
+
 def prepare_data(ds: Any, splits: Splits, preprocess: Any, region: str | None = None,
-                 reliability_splits: int = 50, seed: int = 0) -> PreparedData:
+                 reliability_splits: int = 50, seed: int = 0,
+                 reliability: dict[str, np.ndarray] | None = None) -> PreparedData:
     """Images and targets of each split (targets = mean over repetitions).
 
-    The split-half reliability of each neuroid on each split's stimuli (for ceilings) is
-    computed when the dataset has at least two repetitions.
+    `reliability` (split -> per-neuroid split-half reliability, see
+    :func:`split_reliability`) is computed here unless given; tuning campaigns compute
+    it once in the driver and hand it to every trial.
     """
     cols = target_columns(ds, region)
     index = splits.indices(ds.stimuli["stimulus_id"].astype(str).tolist())
     Y = ds.mean_responses()[:, cols]
-    x, y, rel = {}, {}, {}
+    x, y = {}, {}
     for part, ix in index.items():
         x[part] = load_image_tensor(ds, ix, preprocess)
         y[part] = Y[ix]
-        if ds.responses is not None and ds.responses.shape[1] >= 2 and ix.size >= 3:
-            from cortexzoo.mapping import split_half_reliability
-
-            rel[part] = split_half_reliability(ds.responses[ix][:, :, cols],
-                                               n_splits=reliability_splits, seed=seed)
+    rel = reliability if reliability is not None else \
+        split_reliability(ds, splits, region, reliability_splits, seed)
     regions = ds.neuroids["region"].astype(str).to_numpy()[cols].tolist() \
         if "region" in ds.neuroids else ["all"] * len(cols)
     return PreparedData(x=x, y=y, splits=splits, index=index,

@@ -58,7 +58,8 @@ def plot_campaign(trials: pd.DataFrame, best_curve: pd.DataFrame | None = None,
     if "test_ev" in t:
         ax.scatter(x, t["test_ev"].astype(float), facecolors="none", edgecolors="C2",
                    label="test EV (not used to select)", zorder=2)
-    ax.set_xlabel("trial")
+    ax.set_xlabel("trial (in creation order)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel("validation EV (best epoch)")
     ax.set_title(f"campaign {name}: {len(t)} trials")
     ax.legend(fontsize=7)

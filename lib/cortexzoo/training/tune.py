@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from .finetune import bundle_info, common_columns, load_or_make_splits, score_rows, train_network
-from .loaders import Splits
+from .loaders import Splits, split_reliability
 from .presets import FinetuneConfig
 from .space import SearchSpace, load_space
 
@@ -103,7 +103,8 @@ def trial_resources(cpus_per_trial: float | None = None,
 
 
 # --------------------------------------------------------------------------- the trial
-def _trial(config: dict, *, data_uri: str, base: dict, splits: dict) -> None:
+def _trial(config: dict, *, data_uri: str, base: dict, splits: dict,
+           reliability: dict | None = None) -> None:
     """One Ray Tune trial: train with the trial's config, report every epoch."""
     import ray
     import torch
@@ -121,7 +122,8 @@ def _trial(config: dict, *, data_uri: str, base: dict, splits: dict) -> None:
     sp = Splits.from_dict(splits)
     n_out = ds.n_neuroids if cfg.region is None else len(ds.region_index(cfg.region))
     bundle = build_network(cfg, n_out)
-    data = prepare_data(ds, sp, bundle.preprocess, cfg.region, seed=cfg.seed)
+    rel = {k: np.asarray(v) for k, v in reliability.items()} if reliability is not None else None
+    data = prepare_data(ds, sp, bundle.preprocess, cfg.region, seed=cfg.seed, reliability=rel)
     info = json.dumps(bundle_info(bundle))
     state = {"rows": "[]"}
 
@@ -273,7 +275,9 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
     resources = trial_resources(cpus_per_trial, gpus_per_trial)
     trainable = tune.with_resources(
         tune.with_parameters(_trial, data_uri=data_uri, base=base.to_dict(),
-                             splits=splits.to_dict()),
+                             splits=splits.to_dict(),
+                             reliability=split_reliability(ds, splits, base.region,
+                                                           seed=base.seed)),
         resources)
     t0 = time.time()
     if exists:
@@ -312,6 +316,14 @@ def _trials(grid) -> list:
     except AttributeError:  # private API moved: fall back to the results' own flags
         return []
     return trials if len(trials) == len(grid) else []
+
+
+def _creation_index(trial, default: int) -> int:
+    """0-based creation index of a trial: Ray's experiment tag starts with a 1-based counter."""
+    try:
+        return int(str(trial.experiment_tag).split("_", 1)[0]) - 1
+    except (AttributeError, ValueError):
+        return default
 
 
 def _stop_reason(status: str, m: dict, cfg: FinetuneConfig | None) -> str:
@@ -356,7 +368,8 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
             cfg = base.replace(**trial_params)
         except ValueError:
             cfg = None
-        rec = {"campaign": name, "trial_id": tid, "status": status,
+        rec = {"campaign": name, "trial_index": _creation_index(t, k), "trial_id": tid,
+               "status": status,
                "error": str(r.error)[:500] if r.error else None,
                "epochs_run": int(m.get("training_iteration", 0) or 0),
                "stop_reason": _stop_reason(status, m, cfg),
@@ -391,8 +404,8 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
     # an interrupted campaign has unfinished trials, or has not created all of them yet
     interrupted = interrupted or len(records) < num_samples
     trials = pd.DataFrame.from_records(records)
-    if len(trials):
-        trials = trials.sort_values("trial_id", kind="stable").reset_index(drop=True)
+    if len(trials):  # creation order (a restore may list trials in another order)
+        trials = trials.sort_values("trial_index", kind="stable").reset_index(drop=True)
     buf = io.BytesIO()
     trials.to_parquet(buf, index=False)
     trials_uri = store.put_bytes(paths["trials"], buf.getvalue())

@@ -149,8 +149,12 @@ def _common(p: argparse.ArgumentParser, training: bool) -> None:
         p.add_argument("--max-failures", type=int, help="worker-group restarts per twin")
         p.add_argument("--max-epochs", type=int)
         p.add_argument("--batch-size", type=int, help="global batch (split across workers)")
-        p.add_argument("--address", help="Ray address (default: RAY_ADDRESS or local)")
+        p.add_argument("--address", help="Ray address; 'auto' joins the cluster on this "
+                       "machine (default: RAY_ADDRESS, else a private local instance)")
         p.add_argument("--overwrite", action="store_true", help="retrain finished twins")
+
+
+def _device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="evaluation device (default cuda if available)")
 
 
@@ -169,9 +173,11 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
     ev = sub.add_parser("eval", help="score trained twins on the held-out test segments")
     _common(ev, training=False)
+    _device(ev)
     ev.set_defaults(func=cmd_eval)
     rn = sub.add_parser("run", help="train, then eval")
     _common(rn, training=True)
+    _device(rn)
     rn.set_defaults(func=cmd_run)
     sy = sub.add_parser("synth", help="write synthetic freely-moving sessions")
     sy.add_argument("out")

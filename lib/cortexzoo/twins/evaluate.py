@@ -168,11 +168,18 @@ def evaluate_family(data: str, out: str, *, keys: Sequence[str] | None = None,
     import torch
 
     from ..data.sessions import load_sessions
-    from ..store import ResultStore, make_score_rows
+    from ..store import ResultStore, join, make_score_rows, url_to_fs
     from .train import load_twin, model_name
 
     store = ResultStore(out)
-    available = sorted(n[:-3] for n in store._list("twins/best") if n.endswith(".pt"))
+    fs, best_dir = url_to_fs(join(out, "twins", "best"))
+    fs.invalidate_cache(best_dir)
+    try:
+        listed = fs.ls(best_dir, detail=False)
+    except FileNotFoundError:
+        listed = []
+    names = [n.rstrip("/").rsplit("/", 1)[-1] for n in listed]
+    available = sorted(n[:-3] for n in names if n.endswith(".pt") and not n.startswith("."))
     if keys is not None:
         missing = [k for k in keys if k not in available]
         if missing:

@@ -33,12 +33,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from .model import ConfigError, Twin, TwinConfig, param_groups, poisson_loss, twin_loss
+from .model import ConfigError, Twin, TwinConfig, param_groups, twin_loss
 
 log = logging.getLogger("cortexzoo.twins")
 
@@ -347,6 +347,7 @@ def train_loop_per_worker(config: dict[str, Any], _ctx: Any = None) -> dict[str,
             "samples_per_s_per_worker": n_seen / max(train_s, 1e-9),
             "train_samples": int(tr_n), "world_size": world,
             "start_epoch": start_epoch, "n_resumes": n_resumes,
+            "epoch_s": time.perf_counter() - t0, "time": time.time(),
         }
         history.append(dict(metrics))
         state = {
@@ -464,6 +465,14 @@ def _run_pair(run: TwinsRunConfig, encoder: str, seed: int,
     key = pair_key(encoder, seed)
     twin = run.twin_config(encoder, seed)
     storage_path, storage_fs = _storage(run.out)
+    # Ray Train resumes a run whose folder exists (e.g. after the driver died); a
+    # retrain must start from scratch
+    if run.overwrite:
+        from ..store import join, url_to_fs
+
+        fs, p = url_to_fs(join(run.out, "twins", "ray", key))
+        if fs.exists(p):
+            fs.rm(p, recursive=True)
     t0 = time.time()
     trainer = TorchTrainer(
         train_loop_per_worker,
@@ -521,13 +530,19 @@ def latest_history(result: Any, best_state: Mapping[str, Any]) -> list[dict[str,
 
 
 def init_ray(address: str | None = None) -> None:
-    """Connect to ``address`` or RAY_ADDRESS (``ray job submit`` sets it); else start a
-    local instance. Does nothing when Ray is already initialised (e.g. in tests)."""
+    """Connect to ``address`` or RAY_ADDRESS (``ray job submit`` sets it; ``auto`` joins
+    the cluster running on this machine); else start a private local instance.
+
+    Does nothing when Ray is already initialised (e.g. in tests). Without an address
+    a fresh instance is started rather than joining whatever cluster happens to run
+    on the machine.
+    """
     import ray
 
     if not ray.is_initialized():
         # worker logs stay in Ray's log files; failures surface through Result.error
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or None, log_to_driver=False)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local",
+                 log_to_driver=False)
 
 
 def train_family(run: TwinsRunConfig, *, extra_loop_config: Mapping[str, Any] | None = None,

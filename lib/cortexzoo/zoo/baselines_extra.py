@@ -226,8 +226,9 @@ class _RFF(nn.Module):
         g = torch.Generator().manual_seed(seed)
         w = torch.randn(d_in, d, generator=g, dtype=torch.float64) * math.sqrt(2.0 * gamma)
         b = torch.rand(d, generator=g, dtype=torch.float64) * (2 * math.pi)
-        self.register_buffer("weight", w.float())
-        self.register_buffer("bias", b.float())
+        # regenerated from the seed: kept out of the state dict (50 MB at the defaults)
+        self.register_buffer("weight", w.float(), persistent=False)
+        self.register_buffer("bias", b.float(), persistent=False)
         self.scale = math.sqrt(2.0 / d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -315,8 +315,22 @@ def _count_cache_path() -> str | None:
     root = os.environ.get("CORTEXZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "cortexzoo"))
     if not root:
         return None
+    return os.path.join(root, _count_file_name())
+
+
+def _count_file_name() -> str:
+    import timm
+    import torchvision
+
     tag = f"v{LAYER_RULE_VERSION}-torch{torch.__version__}-tv{torchvision.__version__}-timm{timm.__version__}"
-    return os.path.join(root, f"layer_counts-{tag}.json".replace("+", "_"))
+    return f"layer_counts-{tag}.json".replace("+", "_")
+
+
+def _packaged_count_path() -> str:
+    """Counts for the curated zoo shipped with the package (same versions only), so a
+    fresh machine lists the zoo without a meta forward per architecture.
+    Regenerate with ``python -m cortexzoo.zoo.registry --write-packaged-counts``."""
+    return os.path.join(os.path.dirname(__file__), "layer_counts", _count_file_name())
 
 
 def _read_counts(path: str | None) -> dict[str, int]:
@@ -374,7 +388,7 @@ def count_layers(spec: "str | ModelSpec") -> int | None:
 def _count_many(specs: list[ModelSpec]) -> list[int | None]:
     """Layer counts for many specs, memoized on disk per architecture."""
     path = _count_cache_path()
-    cache = _read_counts(path)
+    cache = {**_read_counts(_packaged_count_path()), **_read_counts(path)}
     out: list[int | None] = []
     dirty = False
     for spec in specs:
@@ -499,3 +513,21 @@ def list_models(
         )
         for spec, n in zip(parsed, counts)
     ]
+
+
+if __name__ == "__main__":  # pragma: no cover - maintenance entry point
+    import json
+    import sys
+
+    if sys.argv[1:] != ["--write-packaged-counts"]:
+        sys.exit("usage: python -m cortexzoo.zoo.registry --write-packaged-counts")
+    specs = [parse_spec(s) for s in default_zoo()]
+    counts = {}
+    for spec, n in zip(specs, _count_many(specs)):
+        if spec.source in ("torchvision", "timm") and n is not None:
+            counts[f"{spec.source}:{spec.arch}"] = n
+    out = _packaged_count_path()
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(counts, f, sort_keys=True, indent=0)
+    print(f"{len(counts)} counts -> {out}")
