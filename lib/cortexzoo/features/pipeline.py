@@ -160,7 +160,9 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
     ds = ds.map_batches(_decode_batch, fn_kwargs={"preprocess": model.preprocess},
                         batch_size=batch_size, num_cpus=0.25,
-                        compute=ray.data.TaskPoolStrategy(), runtime_env=runtime_env)
+                        # each decode worker imports torch (~0.4 GB): as many as actors
+                        compute=ray.data.TaskPoolStrategy(size=max(1, plan["n"])),
+                        runtime_env=runtime_env)
     ds = ds.map_batches(
         _ModelActor,
         fn_constructor_kwargs={"spec": str(model.spec), "layers": layers,
