@@ -56,16 +56,22 @@ class Sampler(threading.Thread):
         self.join()
 
 
-def full_activation_bytes(model, n: int) -> int:
+def full_activation_bytes(spec: str, model, n: int) -> int:
+    """Bytes of every layer's activations for n stimuli, from a meta-device forward."""
     import torch
 
+    from cortexzoo.zoo.registry import _meta_instance, parse_spec
+
+    spec = parse_spec(spec)
+    module = _meta_instance(spec.source, spec.arch).eval()
     sizes = {}
-    hooks = [dict(model.module.named_modules())[name].register_forward_hook(
+    mods = dict(module.named_modules())
+    hooks = [mods[name].register_forward_hook(
         lambda m, i, o, name=name: sizes.__setitem__(name, (o[0] if isinstance(o, tuple) else o)[0].numel()))
         for name in model.layers]
-    with torch.no_grad():
+    with torch.no_grad(), torch.device("meta"):
         s = model.preprocess.input_size
-        model.module(torch.zeros(1, 3, s, s))
+        module(torch.zeros(1, 3, s, s))
     for h in hooks:
         h.remove()
     return sum(sizes.values()) * 4 * n
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
     from cortexzoo.data import load_dataset, write_dataset
     from cortexzoo.data.synthetic import make_images
     from cortexzoo.features import ReductionConfig, extract_ray
-    from cortexzoo.zoo import load_model
+    from cortexzoo.zoo import describe_model
 
     tmp = tempfile.mkdtemp(prefix="cz-mem-")
     imgs = make_images(args.n, size=args.size, seed=0)
@@ -103,12 +109,8 @@ def main(argv=None) -> int:
                   images=dict(zip(names, imgs)))
     del imgs
     ds = load_dataset(tmp + "/ds")
-    model = load_model(args.model)
-    reference = full_activation_bytes(model, args.n)
-    model.module = None  # the actors hold their own copy, as in a scan
-    import gc
-
-    gc.collect()
+    model = describe_model(args.model)  # no weights on the driver, as in a scan
+    reference = full_activation_bytes(args.model, model, args.n)
 
     ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
              object_store_memory=1 << 30, log_to_driver=False)

@@ -340,3 +340,14 @@ def test_packaged_counts_match_a_real_enumeration():
     for key in ("torchvision:resnet18", "torchvision:vgg16", "timm:tf_efficientnet_lite0"):
         source, arch = key.split(":")
         assert packaged[key] == len(load_model(f"{source}:{arch}@random").layers)
+
+
+@pytest.mark.parametrize("spec", ["torchvision:vgg16@random", "timm:tf_efficientnet_lite0@trained",
+                                  "pixels"])
+def test_describe_model_matches_load_without_weights(spec):
+    from cortexzoo.zoo import describe_model
+
+    d, m = describe_model(spec), load_model(spec)
+    assert d.module is None
+    assert d.layers == m.layers and d.relative_depth == m.relative_depth
+    assert d.preprocess == m.preprocess

@@ -224,11 +224,12 @@ def _feature_path(model: str, layer: str, cfg: ScanConfig, fingerprint: str) -> 
     return f"features/{key}.npy"
 
 
-def load_for_scan(spec: str, input_size: int | None = None):
-    """Load a model, optionally at another input size (same resize/crop ratio)."""
-    from ..zoo import load_model
+def load_for_scan(spec: str, input_size: int | None = None, describe: bool = False):
+    """Load a model, optionally at another input size (same resize/crop ratio).
+    ``describe=True``: layers and preprocessing only, no weights (``module`` is None)."""
+    from ..zoo import describe_model, load_model
 
-    model = load_model(spec)
+    model = describe_model(spec) if describe else load_model(spec)
     if input_size:
         pre = model.preprocess
         resize = max(input_size, round(input_size * pre.resize_size / pre.input_size))
@@ -244,7 +245,7 @@ def _scan_model(spec: str, cfg: ScanConfig, dataset, targets: DatasetTargets, st
     layers_key = f"layers/{safe_key(spec)}.json"
     layer_info = store.get_json(layers_key)
     if layer_info is None or cfg.layers != "all":
-        model = load_for_scan(spec, cfg.input_size)
+        model = load_for_scan(spec, cfg.input_size, describe=True)
         names = model.layers if cfg.layers == "all" else list(cfg.layers)
         unknown = [n for n in names if n not in model.relative_depth]
         if unknown:
@@ -269,14 +270,14 @@ def _scan_model(spec: str, cfg: ScanConfig, dataset, targets: DatasetTargets, st
                 feats[n] = arr
     need = [n for n in todo if n not in feats]
     if need:
-        model = model or load_for_scan(spec, cfg.input_size)
+        # Ray actors load the network themselves; the driver only needs its description.
+        model = load_for_scan(spec, cfg.input_size, describe=cfg.engine == "ray")
         extract = extract_ray if cfg.engine == "ray" else extract_local
         kw = dict(layers=need, reduction=cfg.reduction, batch_size=cfg.batch_size,
                   progress=cfg.progress)
         if cfg.engine == "ray":
             _ensure_ray(cfg)
             kw["num_actors"] = cfg.num_actors
-            model.module = None  # the actors load their own copy; free the driver's
         lf = extract(dataset, model, **kw)
         for n in need:
             feats[n] = lf.features[n]

@@ -55,7 +55,7 @@ class LoadedModel:
     """
 
     spec: ModelSpec
-    module: nn.Module
+    module: nn.Module | None  # None from describe_model: layers and preprocessing only
     preprocess: PreprocessConfig
     layers: list[str]
     relative_depth: dict[str, float] = field(default_factory=dict)
@@ -465,6 +465,25 @@ def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") ->
     module.to(device)
     n_params = sum(p.numel() for p in module.parameters())
     return LoadedModel(spec, module, cfg, layers, relative_depths(layers), n_params)
+
+
+def describe_model(spec: "str | ModelSpec") -> LoadedModel:
+    """Layers, relative depths and preprocessing of ``spec`` without building its weights.
+
+    The returned LoadedModel has ``module=None``: it is what a driver needs to plan
+    extraction while the actors load the real network. Layers come from a forward pass
+    on the meta device; where that is impossible (or for baselines and custom models,
+    which are cheap) the model is loaded for real and its module dropped.
+    """
+    spec = parse_spec(spec)
+    if spec.source in ("torchvision", "timm"):
+        cfg = _preprocess_for(spec)
+        layers = _meta_layers(spec.source, spec.arch, cfg.input_size)
+        if layers:
+            return LoadedModel(spec, None, cfg, list(layers), relative_depths(list(layers)), 0)
+    loaded = load_model(spec)
+    loaded.module = None
+    return loaded
 
 
 def _all_specs() -> list[str]:
