@@ -26,29 +26,37 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _pss_of_tree() -> int:
+def _pss_by_process() -> dict[str, int]:
     import psutil
 
     me = psutil.Process()
     procs = [me] + me.children(recursive=True)
     # Ray's raylet/gcs/workers are started as children of the driver for a local instance.
-    total = 0
+    out: dict[str, int] = {}
     for p in procs:
         try:
-            total += p.memory_full_info().pss
+            name = "driver" if p.pid == me.pid else " ".join(p.cmdline()[:1])[:60]
+            out[f"{name} [{p.pid}]"] = p.memory_full_info().pss
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             pass
-    return total
+    return out
+
+
+def _pss_of_tree() -> int:
+    return sum(_pss_by_process().values())
 
 
 class Sampler(threading.Thread):
     def __init__(self, every: float = 0.2):
         super().__init__(daemon=True)
         self.every, self.peak, self._stop_evt = every, 0, threading.Event()
+        self.at_peak: dict[str, int] = {}
 
     def run(self):
         while not self._stop_evt.is_set():
-            self.peak = max(self.peak, _pss_of_tree())
+            now = _pss_by_process()
+            if sum(now.values()) > self.peak:
+                self.peak, self.at_peak = sum(now.values()), now
             time.sleep(self.every)
 
     def stop(self):
@@ -133,6 +141,8 @@ def main(argv=None) -> int:
     print(f"reference: full activations of every layer, float32   {reference / gb:8.2f} GB")
     print(f"reduced features kept by the driver (SRP 4096)        {reduced / gb:8.2f} GB")
     print(f"peak PSS of driver + Ray processes (idle Ray {base / gb:.2f} GB) {peak / gb:8.2f} GB")
+    for name, b in sorted(sampler.at_peak.items(), key=lambda kv: -kv[1])[:8]:
+        print(f"    at peak: {b / gb:6.2f} GB  {name}")
     print(f"ratio peak / reference                                {peak / reference:8.3f}")
     ok = peak < args.limit_gb * gb
     print(f"peak under {args.limit_gb:.1f} GB: {'yes' if ok else 'NO'}")
