@@ -27,15 +27,14 @@ def _setup_logging(quiet: bool) -> None:
 def expand_models(entries: list[str]) -> list[str]:
     """Model specs from a list of specs, glob patterns, `curated`, or list files."""
     from .zoo import default_zoo, list_models
+    from .zoo.spec import read_spec_list
 
     out: list[str] = []
     for e in entries:
         if e == "curated":
             out.extend(default_zoo())
         elif os.path.isfile(e):
-            with open(e) as f:
-                out.extend(line.split("#")[0].strip() for line in f
-                           if line.split("#")[0].strip())
+            out.extend(str(spec) for spec in read_spec_list(e))
         elif any(c in e for c in "*?["):
             matched = [m.spec for m in list_models(e, curated=False)]
             if not matched:

@@ -41,9 +41,10 @@ def test_missing_dataset_is_a_clear_error(tmp_path, capsys):
 
 def test_expand_models_from_list_file_and_pattern(tmp_path):
     f = tmp_path / "models.txt"
-    f.write_text("# my zoo\ntimm:resnet18@random\npixels  # baseline\n\n")
+    f.write_text("# my zoo\ntimm:resnet18@random#3\npixels  # baseline\n\n")
     got = expand_models([str(f), "torchvision:alexnet@random", "timm:resnet18@random"])
-    assert got == ["timm:resnet18@random", "pixels", "torchvision:alexnet@random"]
+    assert got == ["timm:resnet18@random#3", "baseline:pixels@none", "torchvision:alexnet@random",
+                   "timm:resnet18@random"]
     pat = expand_models(["torchvision:vgg1[16]@random"])
     assert pat == ["torchvision:vgg11@random", "torchvision:vgg16@random"]
 

@@ -28,7 +28,7 @@ from .._progress import Progress
 from ..data import load_dataset
 from ..features.pipeline import extract_local, extract_ray
 from ..features.reduce import ReductionConfig
-from ..store import ResultStore, join, make_score_rows, safe_key
+from ..store import ResultStore, join, make_score_rows, package_versions, safe_key
 from .scoring import DatasetTargets, ScoringConfig, score_layer
 
 log = logging.getLogger("cortexzoo")
@@ -120,20 +120,7 @@ def _scan_key(fingerprint: str, cfg: ScanConfig) -> str:
     return safe_key("scan", json.dumps(parts, sort_keys=True, default=str))
 
 
-def _versions() -> dict:
-    import importlib.metadata as md
-    import platform
-
-    out = {"python": platform.python_version(), "cortexzoo": __version__}
-    for pkg in ("torch", "torchvision", "timm", "ray", "numpy", "scipy", "scikit-learn", "pandas"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def resolve_data(data: str, out: str) -> str:
+def resolve_data(data: str) -> str:
     if data != EMBEDDED:
         return data
     from .planted import ensure_embedded_dataset
@@ -156,7 +143,7 @@ def _ensure_ray(cfg: ScanConfig):
 def run_scan(cfg: ScanConfig) -> ScanResult:
     t0 = time.time()
     run_id = cfg.run_id or time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
-    data_uri = resolve_data(cfg.data, cfg.out)
+    data_uri = resolve_data(cfg.data)
     dataset = load_dataset(data_uri)
     models = cfg.models or default_models()
     from ..zoo import parse_spec
@@ -167,7 +154,7 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     scan_key = _scan_key(fingerprint, cfg)
     manifest = {"run_id": run_id, "config": cfg.to_dict(), "data_uri": data_uri,
                 "dataset": dataset.name, "dataset_fingerprint": fingerprint, "scan_key": scan_key,
-                "models": [str(s) for s in specs], "versions": _versions(),
+                "models": [str(s) for s in specs], "versions": package_versions(),
                 "host": socket.gethostname(), "started_at": pd.Timestamp.now("UTC").isoformat()}
     store.write_manifest(run_id, manifest)
     log.info("scan %s: %d models on %s (%d stimuli, %d neuroids) -> %s", run_id, len(specs),
