@@ -151,7 +151,17 @@ def cmd_report(args) -> int:
     if len(scores):
         store.put_bytes("plots/depth.png", plot_depth(scores))
         print(f"\nlayer-by-depth plot: {args.results.rstrip('/')}/plots/depth.png")
+    if args.html or args.html_out:
+        from .report.html import cmd_report_html
+
+        cmd_report_html(args)
     return 0
+
+
+def cmd_results(args) -> int:
+    from .report.query import cmd_results as run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,7 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("report", help="leaderboard and plots from a results URI")
     r.add_argument("results")
+    r.add_argument("--html", action="store_true",
+                   help="also write a self-contained HTML report (RESULTS/report.html)")
+    r.add_argument("--html-out", help="write the HTML report to this local path instead")
     r.set_defaults(func=cmd_report)
+
+    q = sub.add_parser("results", help="query scores without loading them all")
+    q.add_argument("results")
+    q.add_argument("--region")
+    q.add_argument("--model", help="glob on the model spec")
+    q.add_argument("--method")
+    q.add_argument("--metric")
+    q.add_argument("--top", type=int, help="best N models per region (best layer each)")
+    q.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    q.set_defaults(func=cmd_results)
 
     from .training.cli import register_cli as register_training
     from .twins.cli import register_cli as register_twins

@@ -237,15 +237,19 @@ img{max-width:100%;display:block;margin:.5em 0 1.5em}
 _SCRIPT = """
 (function(){
   function mark(img, ok){
-    img.setAttribute('data-loaded', (ok && img.naturalWidth > 0) ? 'ok' : 'error');
+    img.setAttribute('data-loaded', (ok && img.complete && img.naturalWidth > 0) ? 'ok' : 'error');
     img.setAttribute('data-natural-width', String(img.naturalWidth));
   }
   function check(){
+    // after the load event every image is complete: a zero width means it failed to
+    // decode. Marked synchronously so that a DOM dump taken right after load sees it;
+    // img.decode() then confirms (or refutes) each one asynchronously.
     var imgs = Array.prototype.slice.call(document.images);
-    Promise.all(imgs.map(function(img){
-      var p = img.decode ? img.decode() : Promise.resolve();
-      return p.then(function(){ mark(img, true); }, function(){ mark(img, false); });
-    })).then(function(){ document.body.setAttribute('data-images-checked', String(imgs.length)); });
+    imgs.forEach(function(img){ mark(img, true); });
+    document.body.setAttribute('data-images-checked', String(imgs.length));
+    imgs.forEach(function(img){
+      if (img.decode) { img.decode().then(function(){}, function(){ mark(img, false); }); }
+    });
   }
   if (document.readyState === 'complete') { check(); } else { window.addEventListener('load', check); }
 })();
