@@ -117,8 +117,15 @@ def test_published_rdms_scored_per_subject_with_loso_ceiling(tmp_path):
     from cortexzoo.scan.run import load_for_scan
 
     pix = load_for_scan("pixels")
+    from PIL import Image
+
+    from cortexzoo.data.images import resize_center_crop
+
+    pre = pix.preprocess
+    crops = np.stack([resize_center_crop(Image.fromarray(np.asarray(im)), pre.resize_size,
+                                         pre.input_size, pre.interpolation) for im in imgs])
     f = FeatureExtractor(pix, ["pixels"], ReductionConfig(method="flatten"))(
-        pix.preprocess.apply(list(imgs)))["pixels"]
+        pre.normalize_uint8(crops))["pixels"]
     base = 1 - np.corrcoef(f)
     rdms = []
     for _ in range(3):

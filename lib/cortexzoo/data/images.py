@@ -10,7 +10,8 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import DatasetError, ImageDecodeError, format_items
 
-__all__ = ["decode_image", "encode_image", "read_images"]
+__all__ = ["decode_crop_batch", "decode_image", "encode_image", "read_and_crop", "read_images",
+           "resize_center_crop"]
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:
@@ -95,3 +96,52 @@ def read_images(uris: Sequence[str]) -> list[bytes]:
         raise DatasetError(f"{len(failed)} image file(s) could not be read: {format_items(failed)} "
                            f"(first error: {type(first_error).__name__}: {first_error})")
     return out  # type: ignore[return-value]
+
+
+_PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
+
+
+def resize_center_crop(img: Image.Image, resize_size: int, input_size: int,
+                       interpolation: str = "bilinear") -> np.ndarray:
+    """The ImageNet evaluation geometry on a PIL image, in 8 bits, without torch.
+
+    Shorter side resized to ``resize_size`` (PIL's antialiased filters; the long side
+    truncated as torchvision does), then a centered ``input_size`` crop.
+    Returns uint8 [input_size, input_size, 3].
+    """
+    if interpolation not in _PIL_FILTERS:
+        raise ValueError(f"interpolation {interpolation!r} not in {sorted(_PIL_FILTERS)}")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    w, h = img.size
+    short, long = (h, w) if h <= w else (w, h)
+    if short != resize_size:
+        new_long = int(resize_size * long / short)
+        size = (new_long, resize_size) if h <= w else (resize_size, new_long)  # PIL: (w, h)
+        img = img.resize(size, _PIL_FILTERS[interpolation])
+        w, h = size
+    s = int(input_size)
+    if w < s or h < s:
+        raise ValueError(f"a {s}px crop does not fit a {w}x{h} image (resize_size {resize_size})")
+    top, left = int(round((h - s) / 2.0)), int(round((w - s) / 2.0))
+    return np.array(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
+
+
+def read_and_crop(uris: Sequence[str], geometry: dict) -> np.ndarray:
+    """Read, decode and resize/crop images: uint8 [n, S, S, 3] in the order of ``uris``.
+
+    ``geometry`` holds ``resize_size``, ``input_size`` and ``interpolation``; a plain
+    dict so that decode workers never import torch or the model zoo.
+    """
+    uris = list(uris)
+    s = int(geometry["input_size"])
+    out = np.empty((len(uris), s, s, 3), dtype=np.uint8)
+    for i, (blob, uri) in enumerate(zip(read_images(uris), uris)):
+        out[i] = resize_center_crop(decode_image(blob, uri), int(geometry["resize_size"]), s,
+                                    geometry.get("interpolation", "bilinear"))
+    return out
+
+
+def decode_crop_batch(batch: dict, geometry: dict) -> dict:
+    """Ray Data task: ``{"idx", "uri"}`` -> ``{"idx", "pixels"}`` (uint8 [b, S, S, 3])."""
+    return {"idx": np.asarray(batch["idx"]), "pixels": read_and_crop(list(batch["uri"]), geometry)}

@@ -21,6 +21,9 @@ from .reduce import ReductionConfig
 
 log = logging.getLogger("cortexzoo")
 
+# Part of every feature cache key: bump when extraction changes the numbers.
+FEATURES_VERSION = "2"
+
 
 @dataclass
 class LayerFeatures:
@@ -33,18 +36,10 @@ class LayerFeatures:
     extra: dict = field(default_factory=dict)
 
 
-def _read_and_preprocess(uris: Sequence[str], preprocess) -> np.ndarray:
-    from ..data.images import decode_image, read_images
+def _read_and_crop(uris: Sequence[str], preprocess) -> np.ndarray:
+    from ..data.images import read_and_crop
 
-    blobs = read_images(list(uris))
-    images = [decode_image(b, u) for b, u in zip(blobs, uris)]
-    return preprocess.apply(images)
-
-
-def _decode_batch(batch: dict, preprocess) -> dict:
-    """Ray Data task: image URIs -> preprocessed float32 pixels."""
-    pixels = _read_and_preprocess(list(batch["uri"]), preprocess)
-    return {"idx": np.asarray(batch["idx"]), "pixels": pixels}
+    return read_and_crop(list(uris), preprocess.geometry())
 
 
 class _ModelActor:
@@ -58,12 +53,15 @@ class _ModelActor:
 
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.extractor = FeatureExtractor(load_model(spec, device=device), layers, reduction,
-                                          device=device, cache_bytes=cache_bytes)
+        model = load_model(spec, device=device)
+        self.preprocess, self.device = model.preprocess, device
+        self.extractor = FeatureExtractor(model, layers, reduction, device=device,
+                                          cache_bytes=cache_bytes)
         self.layers = layers
 
     def __call__(self, batch: dict) -> dict:
-        feats = self.extractor(np.array(batch["pixels"]))  # Ray batches are read-only
+        x = self.preprocess.normalize_uint8(batch["pixels"], self.device)
+        feats = self.extractor(x)
         out = {"idx": np.asarray(batch["idx"])}
         for j, name in enumerate(self.layers):
             out[f"f{j}"] = feats[name]
@@ -96,8 +94,8 @@ def extract_local(dataset, model, layers=None, reduction: ReductionConfig | None
     with Progress(len(idx), f"{model.spec} features", unit="img", enabled=progress) as bar:
         for start in range(0, len(idx), batch_size):
             sel = idx[start:start + batch_size]
-            pixels = _read_and_preprocess([dataset.image_uri(int(i)) for i in sel], model.preprocess)
-            for name, f in extractor(pixels).items():
+            crops = _read_and_crop([dataset.image_uri(int(i)) for i in sel], model.preprocess)
+            for name, f in extractor(model.preprocess.normalize_uint8(crops)).items():
                 chunks[name].append(f)
             bar.update(len(sel))
     feats = {name: np.concatenate(c) for name, c in chunks.items()}
@@ -158,9 +156,12 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     items = [{"idx": i, "uri": dataset.image_uri(i)} for i in range(n)]
     n_blocks = max(1, min(64, -(-n // batch_size)))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-    ds = ds.map_batches(_decode_batch, fn_kwargs={"preprocess": model.preprocess},
+    from ..data.images import decode_crop_batch
+
+    # Decode tasks import neither torch nor the zoo (a worker with torch costs ~0.4 GB):
+    # they ship uint8 crops, and the actors normalize them.
+    ds = ds.map_batches(decode_crop_batch, fn_kwargs={"geometry": model.preprocess.geometry()},
                         batch_size=batch_size, num_cpus=0.25,
-                        # each decode worker imports torch (~0.4 GB): as many as actors
                         compute=ray.data.TaskPoolStrategy(size=max(1, plan["n"])),
                         runtime_env=runtime_env)
     ds = ds.map_batches(

@@ -15,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger("cortexzoo")
 
-EMBEDDED_VERSION = "v2"
+EMBEDDED_VERSION = "v3"  # v3: planted through the 8-bit decode path
 EMBEDDED = dict(model="timm:tf_efficientnet_lite0@trained", layer=None, n_stimuli=200,
                 image_size=96, n_neuroids=40, n_reps=4, seed=0)
 _PLANT_SEED_OFFSET = 7919
@@ -23,6 +23,18 @@ _PLANT_SEED_OFFSET = 7919
 
 def pick_middle_layer(model) -> str:
     return min(model.layers, key=lambda n: abs(model.relative_depth[n] - 0.5))
+
+
+def crop_arrays(pre, images) -> "object":
+    """uint8 image arrays -> the model input, by the scan's own decode path."""
+    from PIL import Image
+
+    from ..data.images import resize_center_crop
+
+    crops = np.stack([resize_center_crop(Image.fromarray(np.asarray(im, dtype=np.uint8)),
+                                         pre.resize_size, pre.input_size, pre.interpolation)
+                      for im in images])
+    return pre.normalize_uint8(crops)
 
 
 def planted_features(model, layer: str, images: np.ndarray, seed: int, batch_size: int = 32,
@@ -39,8 +51,7 @@ def planted_features(model, layer: str, images: np.ndarray, seed: int, batch_siz
     ext = FeatureExtractor(model, [layer], red)
     out = []
     for start in range(0, len(images), batch_size):
-        pixels = model.preprocess.apply(images[start:start + batch_size])
-        out.append(ext(pixels)[layer])
+        out.append(ext(crop_arrays(model.preprocess, images[start:start + batch_size]))[layer])
     feats = np.concatenate(out).astype(np.float64)
     if n_pcs is None:
         return feats

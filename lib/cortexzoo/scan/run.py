@@ -206,8 +206,10 @@ class ScanFailed(RuntimeError):
 
 def _feature_path(model: str, layer: str, cfg: ScanConfig, fingerprint: str) -> str:
     # Features depend on the data, the model, its input size and the reduction only.
+    from ..features.pipeline import FEATURES_VERSION
+
     key = safe_key(model, layer, json.dumps(dataclasses.asdict(cfg.reduction), sort_keys=True),
-                   str(cfg.input_size), fingerprint)
+                   str(cfg.input_size), fingerprint, FEATURES_VERSION)
     return f"features/{key}.npy"
 
 

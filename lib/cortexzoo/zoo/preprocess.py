@@ -91,6 +91,28 @@ class PreprocessConfig:
             return np.zeros((0, 3, self.input_size, self.input_size), np.float32)
         return torch.cat(out).numpy()
 
+    def geometry(self) -> dict[str, Any]:
+        """Resize/crop settings as a plain dict (for decode workers without torch)."""
+        return {"input_size": self.input_size, "resize_size": self.resize_size,
+                "interpolation": self.interpolation}
+
+    def normalize_uint8(self, x: Any, device: Any = "cpu") -> "Any":
+        """uint8 crops [b, S, S, 3] (from ``cortexzoo.data.images.read_and_crop``) ->
+        normalized float32 tensor [b, 3, S, S] on ``device``.
+
+        Converting on the device keeps what travels (object store, host-to-GPU) at
+        one byte per pixel."""
+        import torch
+
+        a = np.asarray(x)
+        t = torch.from_numpy(a if a.flags.writeable else a.copy()).to(device)
+        if t.dtype != torch.uint8 or t.ndim != 4 or t.shape[-1] != 3:
+            raise PreprocessError(f"expected uint8 crops [b, S, S, 3], got {t.dtype} {tuple(t.shape)}")
+        t = t.permute(0, 3, 1, 2).float()
+        mean = torch.tensor(self.mean, device=t.device).view(1, 3, 1, 1) * 255.0
+        std = torch.tensor(self.std, device=t.device).view(1, 3, 1, 1) * 255.0
+        return ((t - mean) / std).contiguous()
+
     def apply_tensor(self, x: "Any") -> "Any":
         """Like :meth:`apply` for a float tensor [b, 3, H, W] with values in [0, 1]."""
         return self._apply_tensor(x)
