@@ -475,6 +475,9 @@ def load_checkpoint(out: str, unit_key: str) -> torch.nn.Module:
         raise FileNotFoundError(f"no complete checkpoint under {out}/finetune/{unit_key}/")
     cfg = FinetuneConfig.from_yaml(cfg_bytes.decode())
     bundle = build_network(cfg, int(net["n_outputs"]))
-    bundle.model.load_state_dict(torch.load(io.BytesIO(blob), map_location="cpu"))
+    from cortexzoo.zoo.weights import safe_torch_load
+
+    where = f"{out}/finetune/{unit_key}/model.pt"
+    bundle.model.load_state_dict(safe_torch_load(io.BytesIO(blob), where))
     return bundle.model.eval()
 

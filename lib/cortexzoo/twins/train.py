@@ -209,8 +209,10 @@ class _RayContext:
             ray.train.report(metrics, checkpoint=None)
 
 
-def _torch_load(src: Any) -> dict[str, Any]:
-    return torch.load(src, map_location="cpu", weights_only=True)
+def _torch_load(src: Any, name: str | None = None) -> dict[str, Any]:
+    from ..zoo.weights import safe_torch_load
+
+    return safe_torch_load(src, name)
 
 
 def _all_reduce_sum(values: list[float], world_size: int, device: torch.device) -> list[float]:
@@ -393,7 +395,7 @@ def save_twin_bytes(state: Mapping[str, Any], **meta: Any) -> bytes:
 def load_twin(data: bytes | str) -> tuple[Twin, dict[str, Any]]:
     """Rebuild a twin (eval mode, CPU) from :func:`save_twin_bytes` output or a path."""
     src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    blob = _torch_load(src)
+    blob = _torch_load(src, "twin checkpoint" if src is not data else str(data))
     cfg = TwinConfig.from_dict(blob["twin_config"])
     model = Twin(cfg, blob["animals"], blob["n_neurons"], tuple(blob["input_hw"]))
     model.load_state_dict(blob["model"])

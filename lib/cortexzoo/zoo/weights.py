@@ -133,7 +133,7 @@ def convert_efficientnet_lite_state_dict(model: torch.nn.Module, path: str) -> d
     identical shapes; only the names differ, so the mapping is positional over the
     state dict entries, checked shape by shape.
     """
-    src = torch.load(path, map_location="cpu", weights_only=True)
+    src = safe_torch_load(path)
     src = [(k, v) for k, v in src.items() if not k.endswith("num_batches_tracked")]
     dst = [(k, v) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")]
     if len(src) != len(dst):
@@ -263,6 +263,23 @@ def is_download_error(e: BaseException) -> bool:
 
 
 # ----------------------------------------------------------------- file loads
+def safe_torch_load(src: Any, name: str | None = None) -> Any:
+    """``torch.load`` that never runs pickled code (``weights_only=True``), with an error
+    naming the file when it is truncated, corrupt or holds arbitrary Python objects.
+
+    Every checkpoint cortexzoo reads goes through here: a checkpoint may come from a
+    shared bucket, and a full unpickle would execute whatever it holds.
+    """
+    name = name or (src if isinstance(src, str) else "checkpoint")
+    try:
+        return torch.load(src, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - one clear message for every unreadable file
+        hint = (" (it holds Python objects beyond tensors and plain containers, which are "
+                "never unpickled)" if "weights_only" in str(e) else "")
+        raise WeightsFileError(f"cannot read checkpoint {name}{hint}: {type(e).__name__}: "
+                               f"{str(e).splitlines()[0] if str(e) else ''}") from e
+
+
 def load_state_dict_file(path: str) -> dict:
     """Read a state dict from ``path`` (torch.save or safetensors); unwrap common nestings."""
     if not os.path.isfile(path):
@@ -273,7 +290,7 @@ def load_state_dict_file(path: str) -> dict:
 
             sd = load_file(path, device="cpu")
         else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
+            sd = safe_torch_load(path)
     except Exception as e:  # noqa: BLE001 - report any unreadable file the same way
         raise WeightsFileError(f"cannot read weights file {path}: {type(e).__name__}: {e}") from e
     for key in ("state_dict", "model", "model_state_dict", "module"):
