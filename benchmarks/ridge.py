@@ -1,19 +1,36 @@
 """Benchmark: cortexzoo RidgeGCV vs scikit-learn RidgeCV (and himalaya), LOO ridge per neuroid.
 
-    python benchmarks/ridge.py            # the four shapes of issue 6 (several minutes)
+    python benchmarks/ridge.py            # the four shapes of issue 6 (20-40 minutes)
     python benchmarks/ridge.py --quick    # a tiny shape only
+    python benchmarks/ridge.py --shapes 640:4096:50 --threads 1 \
+        --methods sklearn,cortexzoo-numpy-float64
+
+Prints, per shape, one row per method (time, speedup over scikit-learn, peak memory,
+agreement) and at the end the same table for all shapes plus a one-line-per-shape
+summary (speedups of float64 / float32 on both backends, himalaya, peak memory over
+X + Y of the solver path and of the estimator, max LOO difference from scikit-learn,
+float32's alpha agreement and max |delta r| with float64).
 
 Methods: ``cortexzoo-<backend>-<dtype>`` is ``RidgeGCV.fit`` (the full estimator,
 including coef_ [t, p]); ``cortexzoo-loo-<backend>-<dtype>`` is ``GCVSolver(X).loo(Y)``,
 the scan's path (LOO predictions, r, EV and alpha per neuroid; no coefficients).
 
 Every (shape, method) runs in its own subprocess so that peak memory is that method's
-alone. Peak memory is the largest resident set size above the process's size just
-before the fit (after imports and after X and Y exist), sampled every 2 ms from
-/proc/self/statm (tracemalloc does not see torch); reported as a multiple of
-nbytes(X) + nbytes(Y) in float64.
+alone. Peak memory is the largest resident set size (RSS) above the process's size just
+before the fit (after imports and after X and Y exist), sampled every 2 ms by a thread
+reading /proc/self/statm (tracemalloc would miss torch and LAPACK workspaces); reported
+as a multiple of nbytes(X) + nbytes(Y) in float64 (``peak_over_XY``). It includes the
+outputs (LOO predictions [n, t]; coefficients [t, p] for the estimators).
 
-Agreement: max |LOO prediction difference| between cortexzoo float64 (numpy) and
+Timing: each method is timed ``--repeat`` times in its process (default 3) while its
+runs took under 10 s in all, else once; ``time_s`` is the fastest run (steady state),
+``first_s`` the first (cold: fresh allocations, thread pools); speedups use ``time_s``.
+
+``--threads N`` pins every BLAS / OpenMP pool and torch to N threads in every method:
+on a machine shared with other jobs, multi-threaded BLAS (syevd above all) can run
+10-100x slower when its spinning threads are descheduled; one thread is far steadier.
+
+Agreement: max |LOO prediction difference| between each cortexzoo method and
 scikit-learn (sklearn's LOO values come from a second, untimed RidgeCV run with
 store_cv_results on the first <= 500 neuroids; with alpha per target the neuroids
 are independent, so a subset gives the same values); fraction of neuroids with the
@@ -33,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 import numpy as np
 
@@ -89,11 +107,51 @@ class PeakRSS:
         return self.peak - self.base
 
 
-def worker(method: str, n: int, p: int, t: int, out: str) -> None:
+def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int) -> tuple[Any, float, float, int,
+                                                                      "PeakRSS"]:
+    """Fit make() on X, Y up to `repeat` times (while under 10 s in all).
+
+    Returns the last fitted estimator, the fastest and the first time, the number of
+    runs and the memory record. The previous run's estimator is dropped before each run,
+    so that its outputs do not count twice in the peak.
+    """
+    times: list[float] = []
+    est = None
+    with PeakRSS() as mem:
+        while len(times) < repeat and (not times or sum(times) < 10.0):
+            est = None
+            t0 = time.perf_counter()
+            est = make().fit(X, Y)
+            times.append(time.perf_counter() - t0)
+    return est, min(times), times[0], len(times), mem
+
+
+class _Loo:
+    """GCVSolver(X).loo(Y) with an estimator's face, for _timed."""
+
+    def __init__(self, alphas: np.ndarray, backend: str, dtype: str) -> None:
+        self.args = (alphas, backend, dtype)
+
+    def fit(self, X: np.ndarray, Y: np.ndarray) -> "_Loo":
+        from cortexzoo.mapping import GCVSolver
+
+        alphas, backend, dtype = self.args
+        self.result_ = GCVSolver(X, alphas, backend=backend, dtype=dtype).loo(Y)
+        return self
+
+
+def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
+           threads: int = 0) -> None:
     """Run one method on one shape; write timing, memory and results to `out` (npz)."""
     alphas = np.logspace(-2, 6, N_ALPHAS)
-    import torch  # noqa: F401  (imported by every worker: the same baseline for all)
+    import torch  # (imported by every worker: the same baseline for all)
     import sklearn.linear_model as sklm
+
+    if threads > 0:   # the same thread count for every BLAS / OpenMP pool and for torch
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+        torch.set_num_threads(threads)
 
     from cortexzoo.mapping import RidgeGCV
 
@@ -102,12 +160,9 @@ def worker(method: str, n: int, p: int, t: int, out: str) -> None:
     Xw2, Yw2 = make_data(60, 40, 3, seed=1)
     res: dict[str, np.ndarray] = {}
     if method == "sklearn":
-        est = sklm.RidgeCV(alphas=alphas, alpha_per_target=True)
-        est.fit(Xw, Yw).fit(Xw2, Yw2)
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            est.fit(X, Y)
-            dt = time.perf_counter() - t0
+        make = lambda: sklm.RidgeCV(alphas=alphas, alpha_per_target=True)  # noqa: E731
+        make().fit(Xw, Yw).fit(Xw2, Yw2)
+        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.alpha_)
         # untimed: sklearn's LOO predictions for a subset of neuroids (see module doc)
         ta = min(t, AGREE_T)
@@ -116,25 +171,19 @@ def worker(method: str, n: int, p: int, t: int, out: str) -> None:
         idx = np.searchsorted(alphas, sk2.alpha_)
         res["loo_subset"] = sk2.cv_results_[:, np.arange(ta), idx]
     elif method.startswith("cortexzoo-loo"):
-        from cortexzoo.mapping import GCVSolver
-
         _, _, backend, dtype = method.split("-")
-        GCVSolver(Xw, alphas, backend=backend, dtype=dtype).loo(Yw)
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            r = GCVSolver(X, alphas, backend=backend, dtype=dtype).loo(Y)
-            dt = time.perf_counter() - t0
+        _Loo(alphas, backend, dtype).fit(Xw, Yw)
+        est, dt, first, runs, mem = _timed(lambda: _Loo(alphas, backend, dtype), X, Y, repeat)
+        r = est.result_
+        res["n_refined"] = np.asarray(r.n_refined)
         res["alpha"] = r.alpha
         res["pearson"] = r.pearson.astype(np.float64)
         res["loo_subset"] = r.loo_predictions[:, :min(t, AGREE_T)].astype(np.float64)
     elif method.startswith("cortexzoo"):
         _, backend, dtype = method.split("-")
-        est = RidgeGCV(alphas=alphas, backend=backend, dtype=dtype)
-        est.fit(Xw, Yw).fit(Xw2, Yw2)
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            est.fit(X, Y)
-            dt = time.perf_counter() - t0
+        make = lambda: RidgeGCV(alphas=alphas, backend=backend, dtype=dtype)  # noqa: E731
+        make().fit(Xw, Yw).fit(Xw2, Yw2)
+        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.alpha_)
         res["pearson"] = est.loo_pearson_.astype(np.float64)
         res["loo_subset"] = est.loo_predictions_[:, :min(t, AGREE_T)].astype(np.float64)
@@ -146,25 +195,25 @@ def worker(method: str, n: int, p: int, t: int, out: str) -> None:
 
         set_backend("numpy", on_error="raise")
         if method == "himalaya-ridge":
-            est = HRidgeCV(alphas=alphas, fit_intercept=True, cv=5)
+            make = lambda: HRidgeCV(alphas=alphas, fit_intercept=True, cv=5)  # noqa: E731
         else:
-            est = KernelRidgeCV(alphas=alphas, kernel="linear", fit_intercept=True, cv=5)
-        est.fit(Xw, Yw).fit(Xw2, Yw2)
-        with PeakRSS() as mem:
-            t0 = time.perf_counter()
-            est.fit(X, Y)
-            dt = time.perf_counter() - t0
+            make = lambda: KernelRidgeCV(alphas=alphas, kernel="linear",  # noqa: E731
+                                         fit_intercept=True, cv=5)
+        make().fit(Xw, Yw).fit(Xw2, Yw2)
+        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.best_alphas_)
     else:
         raise ValueError(f"unknown method {method!r}")
-    np.savez(out, time=dt, extra=mem.extra, data_bytes=X.nbytes + Y.nbytes, **res)
+    np.savez(out, time=dt, first=first, runs=runs, extra=mem.extra,
+             data_bytes=X.nbytes + Y.nbytes, **res)
 
 
-def run_one(method: str, n: int, p: int, t: int, timeout: int) -> dict | None:
+def run_one(method: str, n: int, p: int, t: int, timeout: int, repeat: int,
+            threads: int) -> dict | None:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "r.npz")
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", method,
-               str(n), str(p), str(t), out]
+               str(n), str(p), str(t), out, str(repeat), str(threads)]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -177,9 +226,9 @@ def run_one(method: str, n: int, p: int, t: int, timeout: int) -> dict | None:
         return {k: z[k] for k in z.files}
 
 
-COLS = ["n", "p", "t", "method", "time_s", "speedup_vs_sklearn", "peak_extra_MiB",
-        "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
-        "same_alpha_as_f64", "max_abs_dr_vs_f64"]
+COLS = ["n", "p", "t", "method", "time_s", "first_s", "runs", "speedup_vs_sklearn",
+        "peak_extra_MiB", "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
+        "same_alpha_as_f64", "max_abs_dr_vs_f64", "n_refined"]
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -195,6 +244,47 @@ def _print_table(rows: list[dict]) -> None:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def _summary(rows: list[dict]) -> None:
+    """One line per shape: speedups over scikit-learn, peak memory, agreement."""
+    def get(rs: dict, m: str, k: str, fmt: str = "{:.1f}x") -> str:
+        v = rs.get(m, {}).get(k)
+        return fmt.format(v) if isinstance(v, (int, float)) else "-"
+
+    print("| (n, p, t) | sklearn | fit f64 numpy / torch | fit f32 numpy / torch | "
+          "loo f64 numpy / torch | loo f32 numpy / torch | himalaya ridge / kernel | "
+          "peak/(X+Y) loo / fit | "
+          "max LOO diff f64 / f32 | f32 same alpha, max dr |")
+    print("|" + "---|" * 10)
+    for shape in dict.fromkeys((r["n"], r["p"], r["t"]) for r in rows):
+        rs = {r["method"]: r for r in rows if (r["n"], r["p"], r["t"]) == shape}
+        sx = "speedup_vs_sklearn"
+        loo_peak = max((r["peak_over_XY"] for m, r in rs.items() if m.startswith("cortexzoo-loo")),
+                       default=float("nan"))
+        fit_peak = max((r["peak_over_XY"] for m, r in rs.items()
+                        if m.startswith("cortexzoo-") and not m.startswith("cortexzoo-loo")),
+                       default=float("nan"))
+        f32 = [r for m, r in rs.items() if m.startswith("cortexzoo") and m.endswith("float32")]
+        same = min((r.get("same_alpha_as_f64", float("nan")) for r in f32), default=float("nan"))
+        dr = max((r.get("max_abs_dr_vs_f64", float("nan")) for r in f32), default=float("nan"))
+        d64 = max((r.get("max_abs_loo_diff_vs_sklearn", float("nan")) for m, r in rs.items()
+                   if m.startswith("cortexzoo") and m.endswith("float64")), default=float("nan"))
+        d32 = max((r.get("max_abs_loo_diff_vs_sklearn", float("nan")) for r in f32),
+                  default=float("nan"))
+        print(f"| {shape} | {get(rs, 'sklearn', 'time_s', '{:.2f} s')} "
+              f"| {get(rs, 'cortexzoo-numpy-float64', sx)} / "
+              f"{get(rs, 'cortexzoo-torch-float64', sx)} "
+              f"| {get(rs, 'cortexzoo-numpy-float32', sx)} / "
+              f"{get(rs, 'cortexzoo-torch-float32', sx)} "
+              f"| {get(rs, 'cortexzoo-loo-numpy-float64', sx)} / "
+              f"{get(rs, 'cortexzoo-loo-torch-float64', sx)} "
+              f"| {get(rs, 'cortexzoo-loo-numpy-float32', sx)} / "
+              f"{get(rs, 'cortexzoo-loo-torch-float32', sx)} "
+              f"| {get(rs, 'himalaya-ridge', sx, '{:.2f}x')} / "
+              f"{get(rs, 'himalaya-kernel', sx, '{:.2f}x')} "
+              f"| {loo_peak:.2f} / {fit_peak:.2f} | {d64:.1e} / {d32:.1e} | {same:.4f}, {dr:.1e} |",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a tiny shape only")
@@ -203,11 +293,18 @@ def main() -> None:
                     help="comma-separated n:p:t shapes instead of the defaults, e.g. 1000:4096:1000")
     ap.add_argument("--timeout", type=int, default=1800, help="seconds per method and shape")
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    ap.add_argument("--worker", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="timed runs per method while they take under 10 s in all")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="limit every method to this many BLAS/OpenMP/torch threads "
+                         "(default: libraries' defaults); 1 is far steadier on a busy machine")
+    ap.add_argument("--methods", default=None,
+                    help="comma-separated subset of methods (default: all)")
+    ap.add_argument("--worker", nargs=7, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        m, n, p, t, out = args.worker
-        worker(m, int(n), int(p), int(t), out)
+        m, n, p, t, out, rep, thr = args.worker
+        worker(m, int(n), int(p), int(t), out, int(rep), int(thr))
         return
 
     import torch
@@ -217,28 +314,34 @@ def main() -> None:
         shapes = [tuple(int(v) for v in sh.split(":")) for sh in args.shapes.split(",")]
     methods = ["sklearn", "cortexzoo-numpy-float64", "cortexzoo-torch-float64",
                "cortexzoo-numpy-float32", "cortexzoo-torch-float32",
+               "cortexzoo-loo-numpy-float64", "cortexzoo-loo-numpy-float32",
                "cortexzoo-loo-torch-float64", "cortexzoo-loo-torch-float32"]
+    if args.methods:
+        methods = args.methods.split(",")
     print(f"# cores={os.cpu_count()} torch threads={torch.get_num_threads()} "
+          f"--threads={args.threads or 'default'} "
           f"alphas={N_ALPHAS} (logspace(-2, 6))", flush=True)
     rows = []
     for n, p, t in shapes:
         ms = list(methods)
-        if not args.no_himalaya:
+        if not args.no_himalaya and not args.methods:
             ms.append("himalaya-ridge")
             if p > n:
                 ms.append("himalaya-kernel")
         print(f"== n={n} p={p} t={t} (load average {os.getloadavg()[0]:.1f})", flush=True)
         results = {}
         for m in ms:
-            r = run_one(m, n, p, t, args.timeout)
+            r = run_one(m, n, p, t, args.timeout, args.repeat, args.threads)
             if r is not None:
                 results[m] = r
-                print(f"  {m}: {float(r['time']):.2f} s, peak +{float(r['extra']) / 2**20:.0f} MiB",
+                print(f"  {m}: {float(r['time']):.2f} s (first {float(r['first']):.2f} s, "
+                      f"{int(r['runs'])} runs), peak +{float(r['extra']) / 2**20:.0f} MiB",
                       flush=True)
         sk = results.get("sklearn")
         ref64 = results.get("cortexzoo-numpy-float64")
         for m, r in results.items():
             row = {"n": n, "p": p, "t": t, "method": m, "time_s": float(r["time"]),
+                   "first_s": float(r["first"]), "runs": int(r["runs"]),
                    "peak_extra_MiB": float(r["extra"]) / 2**20,
                    "peak_over_XY": float(r["extra"]) / float(r["data_bytes"])}
             if sk is not None:
@@ -252,6 +355,8 @@ def main() -> None:
                 row["max_abs_dr_vs_f64"] = float(np.nanmax(np.abs(r["pearson"] - ref64["pearson"])))
             if "mode" in r:
                 row["mode"] = str(r["mode"])
+            if "n_refined" in r:
+                row["n_refined"] = int(r["n_refined"])
             rows.append(row)
         _print_table([r for r in rows if (r["n"], r["p"], r["t"]) == (n, p, t)])
         if args.json:   # keep what is done so far
@@ -261,6 +366,8 @@ def main() -> None:
           f"on an otherwise idle machine)")
     print()
     _print_table(rows)
+    print()
+    _summary(rows)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

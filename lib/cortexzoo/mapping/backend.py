@@ -73,12 +73,29 @@ class NumpyBackend(Backend):
                                     lapack_driver="gesvd")
 
     def eigh(self, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # numpy's eigh (LAPACK syevd, divide and conquer) is several times faster here
-        # than scipy's default syevr driver for the full spectrum of a dense Gram matrix
+        """Eigenvalues (ascending) and eigenvectors of a symmetric matrix (lower triangle).
+
+        numpy's eigh (LAPACK syevd, divide and conquer) is several times faster here than
+        scipy's default syevr driver for the full spectrum of a dense Gram matrix, and it
+        runs on numpy's own BLAS threads, the ones the Gram matrix was just built with
+        (scipy links a second OpenBLAS whose threads then compete with them).
+        """
         return np.linalg.eigh(k)
 
     def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
+
+    def add_gram_(self, k: np.ndarray, xb: np.ndarray, tmp: np.ndarray | None) -> np.ndarray:
+        """k += xb @ xb.T, through the scratch buffer tmp (same shape as k) if given."""
+        if tmp is None:
+            k += xb @ xb.T
+        else:
+            np.matmul(xb, xb.T, out=tmp)
+            k += tmp
+        return k
+
+    def shares_memory(self, a: Any, b: Any) -> bool:
+        return isinstance(b, np.ndarray) and np.shares_memory(a, b)
 
     # elementwise / reductions
     def mean(self, x: np.ndarray, axis: int) -> np.ndarray:
@@ -161,6 +178,18 @@ class TorchBackend(Backend):
 
     def matmul(self, a: Any, b: Any) -> Any:
         return a @ b
+
+    def add_gram_(self, k: Any, xb: Any, tmp: Any | None) -> Any:
+        """k += xb @ xb.T in place (addmm needs no scratch buffer)."""
+        return k.addmm_(xb, xb.T)
+
+    def shares_memory(self, a: Any, b: Any) -> bool:
+        t = self.torch
+        if isinstance(b, t.Tensor):
+            return a.data_ptr() == b.data_ptr()
+        if isinstance(b, np.ndarray) and a.device.type == "cpu":
+            return a.data_ptr() == b.__array_interface__["data"][0]
+        return False
 
     def mean(self, x: Any, axis: int) -> Any:
         return x.mean(dim=axis)

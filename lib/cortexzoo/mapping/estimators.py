@@ -79,6 +79,7 @@ class GCVResult:
     loo_predictions: np.ndarray | None = None   # [n, t]
     coef: np.ndarray | None = None              # [p, t]
     intercept: np.ndarray | None = None         # [t]
+    n_refined: int = 0   # float32 mode: targets whose near-tied alphas were re-compared in float64
 
 
 class GCVSolver:
@@ -89,10 +90,12 @@ class GCVSolver:
     X : array [n_samples, n_features]
     alphas : alpha grid (default ``logspace(-2, 6, 17)`` plus 1.0).
     fit_intercept : center X and Y; the intercept is unpenalized and re-fit in every LOO fold.
-    backend : "numpy" or "torch"; dtype "float64" (exact) or "float32" (fast);
-        device: torch device ("cpu", "cuda", ...).
+    backend : "numpy" or "torch"; dtype "float64" (exact) or "float32" (fast: float32
+        arithmetic, with near-tied alphas re-compared in float64 so that alphas and r match
+        float64); device: torch device ("cpu", "cuda", ...).
     mode : "auto" (primal SVD if n > p else dual Gram eigendecomposition), "primal", "dual".
-    neuroid_batch_size : targets per batch (default: from a 64 MB working budget).
+    neuroid_batch_size : targets per batch (default: from a working budget of a quarter
+        of the size of X plus Y, 4 to 64 MB; peak memory stays within 2x X plus Y).
 
     Examples
     --------
@@ -109,8 +112,8 @@ class GCVSolver:
         self.backend = get_backend(backend, dtype, device)
         self.neuroid_batch_size = neuroid_batch_size
         self.fit_intercept = fit_intercept
-        self.decomposition = decompose(self.backend.asarray(X), self.backend,
-                                       fit_intercept=fit_intercept, mode=mode)
+        # X goes in as is: the dual form converts and centers it a block at a time
+        self.decomposition = decompose(X, self.backend, fit_intercept=fit_intercept, mode=mode)
         self.mode = self.decomposition.mode
         self.n_samples, self.n_features = X.shape
 
@@ -124,7 +127,7 @@ class GCVSolver:
         return GCVResult(alpha=out["alpha"], alpha_index=out["alpha_index"],
                          loo_mse=out["loo_mse"], pearson=out["pearson"], ev=out["ev"],
                          loo_predictions=out.get("loo_predictions"), coef=out.get("coef"),
-                         intercept=out.get("intercept"))
+                         intercept=out.get("intercept"), n_refined=int(out["n_refined"]))
 
 
 class RidgeGCV(RegressorMixin, BaseEstimator):

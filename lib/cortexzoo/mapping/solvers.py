@@ -22,7 +22,11 @@ For numerical accuracy (float32 in particular) the residual and ``1 - h`` are
 computed from the shrinkage ``alpha / (s^2 + alpha)`` directly, never as
 ``y - y_hat`` or ``1 - h`` (which cancel catastrophically at small alpha).
 One decomposition serves every alpha and every neuroid; targets are processed in
-batches of neuroids to bound memory.
+batches of neuroids to bound memory (working memory of about a quarter of X plus Y).
+
+float32 mode computes everything in float32 except where float32 cannot tell alphas
+apart: targets whose LOO errors at several alphas agree to ``REFINE_TOL`` are compared
+again in float64 arithmetic on the same decomposition (see :func:`loo_scan`).
 """
 from __future__ import annotations
 
@@ -100,26 +104,91 @@ def _householder_to_ones(backend: Backend, n: int) -> tuple[Any, float]:
     return v, 2.0 / vv
 
 
+def _itemsize(backend: Backend) -> int:
+    return 8 if backend.dtype == "float64" else 4
+
+
+def _spans(total: int, size: int):
+    """(start, stop) of consecutive blocks of ``size`` covering range(total)."""
+    size = max(1, int(size))
+    for j0 in range(0, total, size):
+        yield j0, min(total, j0 + size)
+
+
+def _block(n: int, itemsize: int, budget: int = 8 << 20, minimum: int = 64) -> int:
+    """Columns (or rows) of length n in a temporary of about ``budget`` bytes."""
+    return max(minimum, budget // max(1, n * itemsize))
+
+
+def _column_mean(X: Any, backend: Backend) -> Any:
+    """Column means of X as a backend array (accumulated in float64 for numpy input)."""
+    if isinstance(X, np.ndarray):
+        return backend.asarray(X.mean(axis=0, dtype=np.float64))
+    return backend.mean(backend.asarray(X), 0)
+
+
+def _rank2_update_(backend: Backend, K: Any, v: Any, w: Any) -> None:
+    """K -= v w^T + w v^T in place, a block of rows at a time (no n x n temporary)."""
+    n = int(K.shape[0])
+    for i0, i1 in _spans(n, _block(n, _itemsize(backend), budget=1 << 20, minimum=16)):
+        K[i0:i1] -= v[i0:i1, None] * w[None, :] + w[i0:i1, None] * v[None, :]
+
+
+def _centered_gram(X: Any, x_mean: Any | None, backend: Backend,
+                   feature_chunk: int | None) -> Any:
+    """Xc Xc^T with Xc the centered X, accumulated over blocks of features.
+
+    Only one block of centered (and converted) features exists at a time, so neither a
+    centered copy of X nor, in float32 mode, a float32 copy of X is ever made.
+    """
+    n, p = int(X.shape[0]), int(X.shape[1])
+    item = _itemsize(backend)
+    # blocks of at most 8 MB and an eighth of X (at least 64 features)
+    chunk = feature_chunk or _block(n, item, budget=min(8 << 20, max(1 << 20, n * p * item // 8)))
+    K = backend.zeros((n, n))
+    tmp = backend.zeros((n, n)) if (p > chunk and backend.name == "numpy") else None
+    for j0, j1 in _spans(p, chunk):
+        xb = backend.asarray(X[:, j0:j1])
+        if x_mean is not None:
+            xb = xb - x_mean[None, j0:j1]
+        backend.add_gram_(K, xb, tmp)
+        del xb
+    return K
+
+
 def decompose(X: Any, backend: Backend, fit_intercept: bool = True, mode: str = "auto",
-              feature_chunk: int = 2048) -> Decomposition:
+              feature_chunk: int | None = None) -> Decomposition:
     """Factorize X once (SVD in primal form, Gram eigendecomposition in dual form).
 
     Parameters
     ----------
-    X : array [n_samples, n_features], already converted with ``backend.asarray``.
+    X : array [n_samples, n_features]: a numpy array (any float dtype; in dual form it is
+        converted block by block, never copied whole) or an array of ``backend``.
     backend : the array backend.
     fit_intercept : center X (and later Y) and leave the intercept unpenalized.
     mode : "auto" (primal when n > p, else dual), "primal" or "dual".
-    feature_chunk : columns of X centered at a time while building the Gram matrix.
+    feature_chunk : columns of X centered at a time while building the Gram matrix
+        (default: blocks of about 8 MB).
+
+    Memory: about five n x n arrays beyond X at the peak in dual form (Gram matrix,
+    LAPACK's copy and workspace, eigenvectors); a centered copy of X plus the SVD's
+    factors in primal form.
     """
     n, p = int(X.shape[0]), int(X.shape[1])
     if n < 2:
         raise SolverInputError(f"need at least 2 samples for leave-one-out, got {n}")
     mode = _choose_mode(n, p, mode)
-    x_mean = backend.mean(X, 0) if fit_intercept else None
+    x_mean = _column_mean(X, backend) if fit_intercept else None
 
     if mode == "primal":
-        Xc = X - x_mean[None, :] if fit_intercept else backend.copy(X)
+        Xb = backend.asarray(X)
+        if backend.shares_memory(Xb, X):   # never modify the caller's array
+            Xc = Xb - x_mean[None, :] if fit_intercept else backend.copy(Xb)
+        else:                              # a converted copy: center it in place
+            Xc = Xb
+            if fit_intercept:
+                Xc -= x_mean[None, :]
+        del Xb
         U, s, Vt = backend.svd_thin(Xc)
         del Xc
         # Drop null directions (rank deficiency; with an intercept and n <= p the
@@ -137,37 +206,39 @@ def decompose(X: Any, backend: Backend, fit_intercept: bool = True, mode: str = 
         return Decomposition("primal", U, s2, n, p, fit_intercept, x_mean, Vt=Vt, s=s,
                              lev_perp=lev_perp, complete=False)
 
-    # dual: Gram of centered X, built over feature chunks (no centered copy of X)
-    K = backend.zeros((n, n))
-    for j0 in range(0, p, feature_chunk):
-        xb = X[:, j0:j0 + feature_chunk]
-        if fit_intercept:
-            xb = xb - x_mean[None, j0:j0 + feature_chunk]
-        K += xb @ xb.T
-        del xb
+    # dual: Gram of centered X, built over feature blocks
+    K = _centered_gram(X, x_mean, backend, feature_chunk)
     if fit_intercept:
         # Reflect the constant direction onto e_1 and drop it: eigenvectors of the
         # (n-1)x(n-1) block span exactly the complement of 1, where centered y lives.
+        # H K H = K - v w^T - w v^T with w = beta K v - beta^2 (v^T K v) / 2 v, in place.
         v, beta = _householder_to_ones(backend, n)
         Kv = K @ v
-        K = K - beta * (v[:, None] * Kv[None, :])          # H K (K symmetric)
-        Kv2 = K @ v
-        K = K - beta * (Kv2[:, None] * v[None, :])         # (H K) H
-        K = K[1:, 1:]
-        K = (K + K.T) * 0.5
-        w, Q = backend.eigh(K)
+        vKv = float(backend.to_numpy(col_dot(backend, v[:, None], Kv[:, None]))[0])
+        w = beta * Kv - (0.5 * beta * beta * vKv) * v
+        _rank2_update_(backend, K, v, w)
+        del Kv, w
+        w, Q = backend.eigh(K[1:, 1:])   # LAPACK copies the block into its own buffer
         del K
-        # lift: U = H [0; Q]
-        Qp = backend.zeros((n, Q.shape[1]))
-        Qp[1:, :] = Q
+        # lift: U = H [0; Q] = [0; Q] - beta v (v^T [0; Q])
+        U = backend.zeros((n, int(Q.shape[1])))
+        U[1:, :] = Q
         del Q
-        U = Qp - beta * (v[:, None] * (v[None, :] @ Qp))
-        del Qp
+        vu = (v[None, :] @ U)[0] * beta
+        _rank2_update_rows_(backend, U, v, vu)
     else:
         w, U = backend.eigh(K)
         del K
     s2 = backend.clip_min(w, 0.0)
     return Decomposition("dual", U, s2, n, p, fit_intercept, x_mean, X=X, complete=True)
+
+
+def _rank2_update_rows_(backend: Backend, U: Any, v: Any, u: Any) -> None:
+    """U -= v u^T in place, a block of rows at a time."""
+    n = int(U.shape[0])
+    for i0, i1 in _spans(n, _block(int(U.shape[1]), _itemsize(backend), budget=1 << 20,
+                                   minimum=16)):
+        U[i0:i1] -= v[i0:i1, None] * u[None, :]
 
 
 def loo_complement(dec: Decomposition, alphas: Any, backend: Backend) -> Any:
@@ -180,19 +251,155 @@ def loo_complement(dec: Decomposition, alphas: Any, backend: Backend) -> Any:
     return G
 
 
+# float32 mode: alphas whose float32 LOO errors are this close (relative) to the best are
+# compared again in float64 (measured float32 errors of the LOO MSE: up to 6e-5 relative;
+# no-signal neuroids at large alphas have LOO errors flat to 1e-8 across alphas)
+REFINE_TOL = 2e-4
+_MAX_BATCH_BYTES = 64 << 20
+
+
 def _batch_size(n: int, r: int, t: int, itemsize: int, batch: int | None,
-                budget_bytes: int = 64 << 20) -> int:
+                budget_bytes: int = _MAX_BATCH_BYTES) -> int:
     if batch is not None:
         if int(batch) < 1:
             raise SolverInputError(f"neuroid_batch_size must be >= 1, got {batch}")
         return int(batch)
-    # about eight [n, batch] buffers live at once
-    return int(max(1, min(t, budget_bytes // (8 * max(n, r) * itemsize))))
+    # about twelve [n, batch] buffers live at once (selection and the final metrics)
+    return int(max(1, min(t, max(16, budget_bytes // (12 * max(n, r) * itemsize)))))
+
+
+def _budget(dec: Decomposition, Y: Any) -> int:
+    """Working memory for a batch of neuroids: a quarter of X plus Y, 4 to 64 MB."""
+    xy = dec.n_samples * (dec.n_features + int(Y.shape[1])) * 8
+    return int(min(_MAX_BATCH_BYTES, max(4 << 20, xy // 4)))
+
+
+@dataclass
+class _Tables:
+    """Per-alpha quantities shared by every batch of targets."""
+
+    al: Any          # [A]
+    G: Any           # [n, A] 1 - h
+    shrink: Any      # [r, A] alpha / (s2 + alpha)
+    fit_frac: Any    # [r, A] s2 / (s2 + alpha)
+    hat: Any         # [n, A] h (with the intercept's 1/n)
+    wmin: np.ndarray  # [A] min over samples of (1 - h)^-2
+    wmax: np.ndarray  # [A] max over samples of (1 - h)^-2
+
+
+def _tables(dec: Decomposition, alphas: np.ndarray, backend: Backend) -> _Tables:
+    al = backend.asarray(alphas)
+    denom = dec.s2[:, None] + al[None, :]
+    shrink = al[None, :] / denom
+    fit_frac = dec.s2[:, None] / denom
+    del denom
+    U2 = dec.U * dec.U
+    G = U2 @ shrink
+    if dec.lev_perp is not None:
+        G = G + dec.lev_perp[:, None]
+    hat = U2 @ fit_frac
+    del U2
+    if dec.fit_intercept:
+        hat = hat + 1.0 / dec.n_samples
+    # per-alpha extremes over samples of 1 / (1 - h)^2: they bound the LOO error by the
+    # ordinary residual norm, which costs O(r) per target instead of O(n r)
+    G_np = backend.to_numpy(G).astype(np.float64)
+    with np.errstate(divide="ignore"):
+        w = 1.0 / G_np ** 2
+    return _Tables(al, G, shrink, fit_frac, hat, w.min(0), w.max(0))
+
+
+def _take_cols(Y: Any, cols: np.ndarray) -> Any:
+    if isinstance(Y, np.ndarray):
+        return Y[:, cols]
+    import torch
+
+    return Y[:, torch.as_tensor(cols, dtype=torch.int64, device=Y.device)]
+
+
+def _prepare(dec: Decomposition, backend: Backend, Ysrc: Any) -> tuple[Any, Any, Any, Any]:
+    """Centered targets Yc, their means, Z = U^T Yc and the part of Yc outside span(U)."""
+    Yc = backend.asarray(Ysrc)
+    if backend.shares_memory(Yc, Ysrc):
+        Yc = backend.copy(Yc)
+    ymean = None
+    if dec.fit_intercept:
+        ymean = backend.mean(Yc, 0)
+        Yc -= ymean[None, :]
+    Z = dec.U.T @ Yc
+    Yperp = None
+    if not dec.complete:
+        Yperp = dec.U @ Z
+        Yperp -= Yc
+        Yperp *= -1.0
+    return Yc, ymean, Z, Yperp
+
+
+def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any, best: Any,
+            idx_np: np.ndarray, two_forms: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """Centered LOO predictions, Pearson r and explained variance at the chosen alphas.
+
+    Without ``two_forms`` the prediction is y - residual: rounding error about n eps
+    relative, far below 1e-6 in float64 with an exact float64 decomposition. With it
+    (float32, or float64 on a float32 decomposition) two exact forms are combined, each
+    accurate in one regime: (yhat - h y) / (1 - h) at strong shrinkage (no cancellation
+    when predictions vary little), y - residual near interpolation; per entry, the one
+    with the smaller rounding-error bound is kept. The residual itself (accurate when
+    the fit is good) gives the explained variance.
+    """
+    if two_forms:
+        sel = _index(backend, idx_np)
+        pred = dec.U @ (tab.fit_frac[:, sel] * Z)          # yhat
+        err = abs(pred)
+        hy = tab.hat[:, sel] * Yc
+        err += abs(hy)
+        pred -= hy
+        del hy
+        Gs = tab.G[:, sel]
+        pred /= Gs
+        err /= Gs
+        del Gs
+        err_resid = abs(Yc)
+        err_resid += abs(best)
+        pred = backend.where(err <= err_resid, pred, Yc - best)
+        del err, err_resid
+    else:
+        pred = Yc - best
+    ycen = Yc if dec.fit_intercept else Yc - backend.mean(Yc, 0)[None, :]
+    pc = pred - backend.mean(pred, 0)[None, :]
+    cov = col_dot(backend, ycen, pc)
+    var_pred = col_sqnorm(backend, pc)
+    del pc
+    rc = best - backend.mean(best, 0)[None, :]
+    var_res = col_sqnorm(backend, rc)
+    del rc
+    var_y = col_sqnorm(backend, ycen)
+    f64 = lambda a: backend.to_numpy(a).astype(np.float64)  # noqa: E731
+    vy = f64(var_y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pearson = f64(cov) / np.sqrt(vy * f64(var_pred))
+        ev = 1.0 - f64(var_res) / vy
+    return pred, pearson, ev
+
+
+def _float64_twin(dec: Decomposition, alphas: np.ndarray,
+                  backend: Backend) -> tuple[Decomposition, _Tables, Backend]:
+    """The float32 decomposition in float64 arithmetic, to re-compare near-tied alphas."""
+    from .backend import get_backend
+
+    be64 = get_backend(backend.name, "float64",
+                       None if backend.name == "numpy" else str(backend.device))
+    up = lambda a: None if a is None else be64.asarray(a)  # noqa: E731
+    dec64 = Decomposition(dec.mode, up(dec.U), up(dec.s2), dec.n_samples, dec.n_features,
+                          dec.fit_intercept, None, lev_perp=up(dec.lev_perp),
+                          complete=dec.complete)
+    return dec64, _tables(dec64, alphas, be64), be64
 
 
 def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
              alpha_per_target: bool = True, batch_size: int | None = None,
-             return_predictions: bool = True, return_coef: bool = False) -> dict[str, np.ndarray]:
+             return_predictions: bool = True, return_coef: bool = False,
+             refine: bool | None = None) -> dict[str, np.ndarray]:
     """Leave-one-out ridge for every alpha; choose alpha; LOO predictions at the choice.
 
     Parameters
@@ -202,40 +409,40 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     alphas : validated alpha grid [A].
     alpha_per_target : choose alpha per target (by LOO MSE) or one alpha for all
         (by the LOO MSE summed over targets, as scikit-learn's RidgeCV).
-    batch_size : targets processed at once (default: from a 64 MB working budget).
+    batch_size : targets processed at once (default: from a working budget of a quarter
+        of the size of X plus Y, between 4 and 64 MB).
     return_predictions : also return the LOO predictions [n, t] at the chosen alpha.
     return_coef : also return ridge coefficients [p, t] and intercepts [t] at the chosen alpha.
+    refine : float32 only (default on): alphas whose float32 LOO errors lie within
+        ``REFINE_TOL`` (relative) of the best are compared again in float64 arithmetic
+        (on the same decomposition), and those targets' predictions, r and EV are
+        computed in float64 too. float32 cannot resolve the nearly flat LOO error of
+        no-signal neuroids at large alphas; without this it picks another alpha there.
 
     Returns
     -------
     dict of numpy arrays: ``alpha`` [t], ``alpha_index`` [t], ``loo_mse`` [t],
-    ``pearson`` [t], ``ev`` [t], and optionally ``loo_predictions`` [n, t],
-    ``coef`` [p, t], ``intercept`` [t].
+    ``pearson`` [t], ``ev`` [t], ``n_refined`` (targets re-compared in float64), and
+    optionally ``loo_predictions`` [n, t], ``coef`` [p, t], ``intercept`` [t].
     """
     n = dec.n_samples
     if Y.shape[0] != n:
         raise SolverInputError(f"Y has {Y.shape[0]} samples but X has {n}")
     t = int(Y.shape[1])
     alphas = np.asarray(alphas, dtype=np.float64)
-    A = alphas.size
-    al = backend.asarray(alphas)
-    G = loo_complement(dec, alphas, backend)                       # [n, A]
-    shrink = al[None, :] / (dec.s2[:, None] + al[None, :])         # [r, A]
-    fit_frac = dec.s2[:, None] / (dec.s2[:, None] + al[None, :])   # [r, A]
-    hat = (dec.U * dec.U) @ fit_frac                               # [n, A] diag(H) ...
-    if dec.fit_intercept:
-        hat = hat + 1.0 / n                                        # ... incl. the intercept
-    # per-alpha extremes over samples of 1 / (1 - h)^2: they bound the LOO error by the
-    # ordinary residual norm, which costs O(r) per target instead of O(n r)
-    G_np = backend.to_numpy(G).astype(np.float64)
-    with np.errstate(divide="ignore"):
-        w = 1.0 / G_np ** 2
-    wmin, wmax = w.min(0), w.max(0)
+    if refine is None:
+        refine = backend.dtype == "float32"
+    tab = _tables(dec, alphas, backend)
     margin = 1e-6 if backend.dtype == "float64" else 1e-3
     r = int(dec.U.shape[1])
-    itemsize = 8 if backend.dtype == "float64" else 4
-    bs = _batch_size(n, r, t, itemsize, batch_size)
+    bs = _batch_size(n, r, t, _itemsize(backend), batch_size, _budget(dec, Y))
     np_dtype = np.dtype(backend.dtype)
+    twin: list = []   # the float64 twin, built on first need
+
+    def get_twin() -> tuple[Decomposition, _Tables, Backend]:
+        if not twin:
+            twin.extend(_float64_twin(dec, alphas, backend))
+        return twin[0], twin[1], twin[2]
 
     out: dict[str, np.ndarray] = {
         "alpha_index": np.zeros(t, dtype=np.int64),
@@ -248,134 +455,148 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     if return_coef:
         out["coef"] = np.empty((dec.n_features, t), dtype=np_dtype)
         out["intercept"] = np.zeros(t, dtype=np_dtype)
-
-    def prepare(j0: int, j1: int) -> tuple[Any, Any, Any, Any, Any]:
-        Yb = backend.asarray(Y[:, j0:j1])
-        if dec.fit_intercept:
-            ymean = backend.mean(Yb, 0)
-            Yc = Yb - ymean[None, :]
-        else:
-            ymean = None
-            Yc = Yb
-        Z = dec.U.T @ Yc
-        Yperp = None if dec.complete else Yc - dec.U @ Z
-        return Yb, ymean, Yc, Z, Yperp
-
-    def residual(Z: Any, Yperp: Any, a: int | Any) -> Any:
-        """LOO residuals y - y_loo at alpha index a (int, or per-column index array)."""
-        if isinstance(a, (int, np.integer)):
-            P = dec.U @ (shrink[:, a:a + 1] * Z)
-            if Yperp is not None:
-                P += Yperp
-            P /= G[:, a:a + 1]
-        else:
-            P = dec.U @ (shrink[:, a] * Z)
-            if Yperp is not None:
-                P += Yperp
-            P /= G[:, a]
-        return P
+    n_refined = 0
 
     # shared alpha: a first pass sums the LOO squared error over all targets
     shared_idx = None
     if not alpha_per_target:
-        # bounds on every alpha's total LOO error (cheap, see _error_bounds) prune alphas
-        lo_tot, hi_tot = np.zeros(A), np.zeros(A)
-        for j0 in range(0, t, bs):
-            _, _, _, Z, Yperp = prepare(j0, min(t, j0 + bs))
-            lo, hi = _error_bounds(backend, Z, Yperp, shrink, wmin, wmax)
-            lo_tot += lo.sum(1)
-            hi_tot += hi.sum(1)
-        cand = np.nonzero(lo_tot <= hi_tot.min() * (1 + margin))[0]
-        sse = np.full(A, np.inf)
-        sse[cand] = 0.0
-        for j0 in range(0, t, bs):
-            _, _, _, Z, Yperp = prepare(j0, min(t, j0 + bs))
-            for a in cand:
-                P = residual(Z, Yperp, int(a))
-                sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64).sum())
-                del P
-        shared_idx = int(np.argmin(sse))
+        shared_idx, sse = _shared_alpha(dec, tab, backend, Y, bs, margin)
+        if refine:
+            shared_idx = _refine_shared(Y, bs, shared_idx, sse, get_twin)
 
-    for j0 in range(0, t, bs):
-        j1 = min(t, j0 + bs)
-        Yb, ymean, Yc, Z, Yperp = prepare(j0, j1)
+    for j0, j1 in _spans(t, bs):
+        Yc, ymean, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
         if shared_idx is None:
-            best, best_mse_np, idx_np = _select_per_target(
-                dec, backend, Z, Yperp, shrink, G, wmin, wmax, margin)
-            best_mse = backend.asarray(best_mse_np)
+            best, best_mse, idx_np, mse_all = _select_per_target(
+                dec, backend, Z, Yperp, tab, margin)
         else:
-            best = residual(Z, Yperp, shared_idx)
-            best_mse = col_sqnorm(backend, best) / n
+            best = _residual(dec, tab, Z, Yperp, shared_idx)
+            best_mse = backend.to_numpy(col_sqnorm(backend, best)).astype(np.float64) / n
             idx_np = np.full(j1 - j0, shared_idx, dtype=np.int64)
+            mse_all = None
+        del Yperp
+        pred, pearson, ev = _finish(dec, tab, backend, Yc, Z, best, idx_np,
+                                    two_forms=backend.dtype != "float64")
+        del best, Yc
+        if dec.fit_intercept:
+            pred += ymean[None, :]
+        pred_np = backend.to_numpy(pred) if return_predictions else None
+        del pred
+
+        if refine and mse_all is not None:
+            tied = mse_all <= best_mse[None, :] * (1.0 + REFINE_TOL)
+            cols = np.nonzero(tied.sum(0) > 1)[0]
+            if cols.size:
+                n_refined += int(cols.size)
+                dec64, tab64, be64 = get_twin()
+                Y64 = _take_cols(Y[:, j0:j1], cols)
+                Yc64, ymean64, Z64, Yp64 = _prepare(dec64, be64, Y64)
+                b64, m64, i64, _ = _select_per_target(dec64, be64, Z64, Yp64, tab64, 1e-6,
+                                                      allowed=tied[:, cols])
+                p64, r64, e64 = _finish(dec64, tab64, be64, Yc64, Z64, b64, i64, two_forms=True)
+                idx_np[cols], best_mse[cols] = i64, m64
+                pearson[cols], ev[cols] = r64, e64
+                if pred_np is not None:
+                    if dec.fit_intercept:
+                        p64 += ymean64[None, :]
+                    pred_np[:, cols] = be64.to_numpy(p64)
+                del Yc64, Z64, Yp64, b64, p64
 
         out["alpha_index"][j0:j1] = idx_np
-        out["loo_mse"][j0:j1] = backend.to_numpy(best_mse)
-        # LOO predictions at the chosen alpha, from y_loo - ybar = (yhat_c - h yc) / (1 - h):
-        # no cancellation when predictions vary little (strong shrinkage, float32),
-        # unlike y - residual. The residual (accurate when the fit is good) gives EV.
-        sel = backend.asarray(idx_np.astype(np.float64)).long() if backend.name == "torch" \
-            else idx_np
-        # Two exact forms of the centered LOO prediction, each accurate in one regime:
-        # (yhat - h y) / (1 - h) at strong shrinkage, y - residual near interpolation.
-        # Take, per entry, the one with the smaller rounding-error bound.
-        yhat = dec.U @ (fit_frac[:, sel] * Z)
-        hy = hat[:, sel] * Yc
-        Gs = G[:, sel]
-        err_direct = (abs(yhat) + abs(hy)) / Gs
-        pred = (yhat - hy) / Gs
-        del yhat, hy, Gs
-        err_resid = abs(Yc) + abs(best)
-        pred = backend.where(err_direct <= err_resid, pred, Yc - best)
-        del err_direct, err_resid
-        if dec.fit_intercept:
-            ycen = Yc
-        else:
-            ycen = Yb - backend.mean(Yb, 0)[None, :]
-        pred_c = pred - backend.mean(pred, 0)[None, :]
-        res_c = best - backend.mean(best, 0)[None, :]
-        var_y = col_sqnorm(backend, ycen)
-        var_res = col_sqnorm(backend, res_c)
-        cov = col_dot(backend, ycen, pred_c)
-        var_pred = col_sqnorm(backend, pred_c)
-        del pred_c, res_c, best
-        with np.errstate(divide="ignore", invalid="ignore"):
-            vy = backend.to_numpy(var_y).astype(np.float64)
-            out["pearson"][j0:j1] = backend.to_numpy(cov) / np.sqrt(
-                vy * backend.to_numpy(var_pred).astype(np.float64))
-            out["ev"][j0:j1] = 1.0 - backend.to_numpy(var_res) / vy
-        if return_predictions:
-            if dec.fit_intercept:
-                pred += ymean[None, :]
-            out["loo_predictions"][:, j0:j1] = backend.to_numpy(pred)
-        del pred
+        out["loo_mse"][j0:j1] = best_mse
+        out["pearson"][j0:j1] = pearson
+        out["ev"][j0:j1] = ev
+        if pred_np is not None:
+            out["loo_predictions"][:, j0:j1] = pred_np
+        del pred_np
         if return_coef:
-            W, b = _coef_batch(dec, Z, ymean, al, idx_np, backend)
+            W, b = _coef_batch(dec, Z, ymean, tab.al, idx_np, backend)
             out["coef"][:, j0:j1] = W
             if b is not None:
                 out["intercept"][j0:j1] = b
-        del Yb, Yc, Z, Yperp
+        del Z
 
     out["alpha"] = alphas[out["alpha_index"]]
+    out["n_refined"] = np.asarray(n_refined)
     return out
+
+
+def _residual(dec: Decomposition, tab: _Tables, Z: Any, Yperp: Any, a: int) -> Any:
+    """LOO residuals y - y_loo of every column at alpha index a."""
+    P = dec.U @ (tab.shrink[:, a:a + 1] * Z)
+    if Yperp is not None:
+        P += Yperp
+    P /= tab.G[:, a:a + 1]
+    return P
+
+
+def _shared_sse(dec: Decomposition, tab: _Tables, backend: Backend, Y: Any, bs: int,
+                cand: np.ndarray) -> np.ndarray:
+    """Sum over all targets of the squared LOO residuals at the alphas ``cand``."""
+    sse = np.full(tab.wmin.size, np.inf)
+    sse[cand] = 0.0
+    for j0, j1 in _spans(int(Y.shape[1]), bs):
+        _, _, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
+        for a in cand:
+            P = _residual(dec, tab, Z, Yperp, int(a))
+            sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64).sum())
+            del P
+    return sse
+
+
+def _shared_alpha(dec: Decomposition, tab: _Tables, backend: Backend, Y: Any, bs: int,
+                  margin: float) -> tuple[int, np.ndarray]:
+    """One alpha for all targets (smallest LOO error summed over targets), and the sums."""
+    A = tab.wmin.size
+    # bounds on every alpha's total LOO error (cheap, see _error_bounds) prune alphas
+    lo_tot, hi_tot = np.zeros(A), np.zeros(A)
+    for j0, j1 in _spans(int(Y.shape[1]), bs):
+        _, _, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
+        lo, hi = _error_bounds(backend, Z, Yperp, tab.shrink, tab.wmin, tab.wmax)
+        lo_tot += lo.sum(1)
+        hi_tot += hi.sum(1)
+    cand = np.nonzero(lo_tot <= hi_tot.min() * (1 + margin))[0]
+    sse = _shared_sse(dec, tab, backend, Y, bs, cand)
+    return int(np.argmin(sse)), sse
+
+
+def _refine_shared(Y: Any, bs: int, idx: int, sse: np.ndarray, get_twin: Any) -> int:
+    """float32 mode, shared alpha: re-compare near-tied alphas in float64."""
+    cand = np.nonzero(sse <= sse[idx] * (1.0 + REFINE_TOL))[0]
+    if cand.size < 2:
+        return idx
+    dec64, tab64, be64 = get_twin()
+    sse64 = _shared_sse(dec64, tab64, be64, Y, bs, cand)
+    return int(np.argmin(sse64))
+
+
+def _xt_matmul(dec: Decomposition, M: Any, backend: Backend) -> np.ndarray:
+    """X^T M [p, B] (numpy), over blocks of features (X may be numpy in another dtype)."""
+    X, p = dec.X, dec.n_features
+    W = np.empty((p, int(M.shape[1])), dtype=np.dtype(backend.dtype))
+    for j0, j1 in _spans(p, _block(dec.n_samples, _itemsize(backend))):
+        W[j0:j1] = backend.to_numpy(backend.asarray(X[:, j0:j1]).T @ M)
+    return W
 
 
 def _coef_batch(dec: Decomposition, Z: Any, ymean: Any, al: Any, idx_np: np.ndarray,
                 backend: Backend) -> tuple[np.ndarray, np.ndarray | None]:
     """Ridge coefficients [p, B] (and intercepts) from rotated targets Z = U^T Yc."""
-    idx_b = backend.asarray(idx_np.astype(np.float64))
-    alpha_col = al[idx_np] if backend.name == "numpy" else al[idx_b.long()]
+    alpha_col = al[_index(backend, idx_np)]
     if dec.mode == "primal":
-        W = dec.Vt.T @ ((dec.s[:, None] / (dec.s2[:, None] + alpha_col[None, :])) * Z)
+        W = backend.to_numpy(
+            dec.Vt.T @ ((dec.s[:, None] / (dec.s2[:, None] + alpha_col[None, :])) * Z))
     else:
         M = dec.U @ (Z / (dec.s2[:, None] + alpha_col[None, :]))
-        W = dec.X.T @ M
+        W = _xt_matmul(dec, M, backend)
         if dec.fit_intercept:
-            W = W - dec.x_mean[:, None] * backend.sum(M, 0)[None, :]
+            msum = backend.to_numpy(backend.sum(M, 0))
+            W -= backend.to_numpy(dec.x_mean)[:, None] * msum[None, :]
         del M
     b = None
     if dec.fit_intercept:
-        b = backend.to_numpy(ymean - dec.x_mean @ W)
-    return backend.to_numpy(W), b
+        b = backend.to_numpy(ymean) - backend.to_numpy(dec.x_mean) @ W
+    return W, b
 
 
 def fit_coef(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
@@ -391,16 +612,13 @@ def fit_coef(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     check_alphas(a)
     uniq, inv = np.unique(a, return_inverse=True)
     al = backend.asarray(uniq)
-    itemsize = 8 if backend.dtype == "float64" else 4
-    bs = _batch_size(n, int(dec.U.shape[1]), t, itemsize, batch_size)
+    bs = _batch_size(n, int(dec.U.shape[1]), t, _itemsize(backend), batch_size,
+                     _budget(dec, Y))
     coef = np.empty((dec.n_features, t), dtype=np.dtype(backend.dtype))
     intercept = np.zeros(t, dtype=np.dtype(backend.dtype))
-    for j0 in range(0, t, bs):
-        j1 = min(t, j0 + bs)
-        Yb = backend.asarray(Y[:, j0:j1])
-        ymean = backend.mean(Yb, 0) if dec.fit_intercept else None
-        Yc = Yb - ymean[None, :] if dec.fit_intercept else Yb
-        Z = dec.U.T @ Yc
+    for j0, j1 in _spans(t, bs):
+        Yc, ymean, Z, _ = _prepare(dec, backend, Y[:, j0:j1])
+        del Yc
         W, b = _coef_batch(dec, Z, ymean, al, inv[j0:j1].astype(np.int64), backend)
         coef[:, j0:j1] = W
         if b is not None:
@@ -417,7 +635,10 @@ def project_validation(dec: Decomposition, Xv: Any, backend: Backend) -> tuple[A
     Xvc = Xv - dec.x_mean[None, :] if dec.fit_intercept else Xv
     if dec.mode == "primal":
         return Xvc @ dec.Vt.T, dec.s
-    XXt = Xvc @ dec.X.T
+    XXt = None
+    for j0, j1 in _spans(dec.n_features, _block(dec.n_samples, _itemsize(backend))):
+        part = Xvc[:, j0:j1] @ backend.asarray(dec.X[:, j0:j1]).T
+        XXt = part if XXt is None else XXt + part
     if dec.fit_intercept:
         XXt = XXt - (Xvc @ dec.x_mean)[:, None]
     return XXt @ dec.U, backend.full((int(dec.U.shape[1]),), 1.0)
@@ -442,25 +663,31 @@ def _error_bounds(backend: Backend, Z: Any, Yperp: Any, shrink: Any, wmin: np.nd
     return en * wmin[:, None], en * wmax[:, None]
 
 
-def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any, shrink: Any,
-                       G: Any, wmin: np.ndarray, wmax: np.ndarray,
-                       margin: float) -> tuple[Any, np.ndarray, np.ndarray]:
+def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any, tab: _Tables,
+                       margin: float, allowed: np.ndarray | None = None
+                       ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """Per-target alpha with the smallest exact LOO MSE, and the LOO residuals there.
 
     Exact, but skips the costly [n, r] x [r, b] products of alphas that cannot win:
     each target is first scored exactly at the alpha with the smallest upper bound
     (see :func:`_error_bounds`); any alpha whose lower bound exceeds the best exact
     error found so far is then skipped for that target. Ties keep the first alpha of
-    the grid, as scikit-learn.
+    the grid, as scikit-learn. ``allowed`` [A, B] restricts the alphas of each target.
+
+    Returns the residuals [n, B] at the chosen alphas, their MSE [B], the alpha indices
+    [B] and the MSE of every alpha evaluated [A, B] (inf where pruned).
     """
     n = dec.n_samples
     B = int(Z.shape[1])
-    A = int(shrink.shape[1])
-    lo, hi = _error_bounds(backend, Z, Yperp, shrink, wmin, wmax)
+    A = int(tab.shrink.shape[1])
+    lo, hi = _error_bounds(backend, Z, Yperp, tab.shrink, tab.wmin, tab.wmax)
     lo = lo / n
-    best = backend.zeros((n, B))
+    if allowed is not None:
+        hi = np.where(allowed, hi, np.inf)
+    best = None
     best_mse = np.full(B, np.inf)
     best_idx = np.zeros(B, dtype=np.int64)
+    mse_all = np.full((A, B), np.inf)
     done = np.zeros((A, B), dtype=bool)
 
     def evaluate(a: int, cols: np.ndarray) -> None:
@@ -473,11 +700,12 @@ def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any,
             ci = _index(backend, cols)
             Zs = Z[:, ci]
             Yp = None if Yperp is None else Yperp[:, ci]
-        P = dec.U @ (shrink[:, a:a + 1] * Zs)
+        P = dec.U @ (tab.shrink[:, a:a + 1] * Zs)
         if Yp is not None:
             P += Yp
-        P /= G[:, a:a + 1]
+        P /= tab.G[:, a:a + 1]
         mse = backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64) / n
+        mse_all[a, cols] = mse
         cur, cur_idx = best_mse[cols], best_idx[cols]
         better = (mse < cur) | ((mse == cur) & (a < cur_idx))
         done[a, cols] = True
@@ -486,14 +714,19 @@ def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any,
             if upd.size == B:
                 best = P
             else:
+                if best is None:
+                    best = backend.zeros((n, B))
                 best[:, _index(backend, upd)] = P[:, _index(backend, np.nonzero(better)[0])]
             best_mse[upd] = mse[better]
             best_idx[upd] = a
+        del P
 
     first = hi.argmin(0)
     for a in np.unique(first):
         evaluate(int(a), np.nonzero(first == a)[0])
     for a in range(A):
-        cols = np.nonzero((lo[a] <= best_mse * (1 + margin)) & ~done[a])[0]
-        evaluate(a, cols)
-    return best, best_mse, best_idx
+        m = (lo[a] <= best_mse * (1 + margin)) & ~done[a]
+        if allowed is not None:
+            m &= allowed[a]
+        evaluate(a, np.nonzero(m)[0])
+    return best, best_mse, best_idx, mse_all

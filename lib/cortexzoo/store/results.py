@@ -58,6 +58,17 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
+from .retry import (
+    AUTH,
+    NOT_FOUND,
+    TRANSIENT,
+    RetryPolicy,
+    RetryStats,
+    StoreUnavailableError,
+    call_with_retry,
+    classify,
+    error_name,
+)
 from .uri import is_remote, join, protocol_of, url_to_fs
 
 __all__ = [
@@ -69,6 +80,9 @@ __all__ = [
     "ScoreSchemaError",
     "CorruptFileError",
     "StoreNotFoundError",
+    "StoreAccessError",
+    "StoreUnavailableError",
+    "RetryPolicy",
     "make_score_rows",
     "validate_scores",
     "empty_scores",
@@ -137,6 +151,12 @@ class CorruptFileError(ValueError):
 
 class StoreNotFoundError(FileNotFoundError):
     """The results location cannot exist (e.g. the bucket is missing)."""
+
+
+class StoreAccessError(PermissionError):
+    """The store refused the credentials or the permission (403, bad or missing keys).
+
+    Raised at once (never retried); the message names the URI and what to check."""
 
 
 # ------------------------------------------------------------------- validation
@@ -500,42 +520,95 @@ class ResultStore:
     ----------
     uri : str
         A local folder or an fsspec URI such as ``s3://bucket/prefix``.
+    retry : RetryPolicy, optional
+        How transient errors of a remote store are retried (default: from the
+        ``CORTEXZOO_S3_RETRY*`` environment variables, see :mod:`cortexzoo.store.retry`).
     **storage_options
         Passed to fsspec (e.g. ``endpoint_url``); never written anywhere.
 
     Notes
     -----
-    The store is cheap to pickle (only the URI and options travel), so it can be
-    handed to Ray tasks. Listing caches of the filesystem are dropped before
-    every listing, so units written by other processes are seen.
+    **Failures.** On a remote store every read, write, listing and existence check
+    is retried on transient errors (5xx, throttling, timeouts, dropped connections)
+    with exponential backoff and jitter, bounded in tries and time; the library's
+    own retry loops (s3fs, botocore) are turned off for the store's filesystem
+    unless ``retries``/``config_kwargs`` are given, so that the bound holds and
+    every retry is counted (:meth:`retry_stats`). Permanent errors are raised on
+    the first try with the URI in the message: :class:`StoreAccessError` (403, bad
+    or missing credentials), :class:`StoreNotFoundError` (no such bucket). When
+    retries run out, :class:`StoreUnavailableError`; an unreachable endpoint counts
+    as transient and, with the default policy, gives up after under a minute of
+    backoff (at most ``deadline``, 180 s). A failed call never removes or alters a
+    file written before it.
+
+    **Concurrency.** Any number of processes may write to the same URI at once.
+    Every file is replaced atomically (rename locally, one PUT on object stores),
+    so a reader sees a file whole or not at all. A unit's rows live in exactly one
+    file, named by its unit key, so two writers of *different* units never touch
+    each other's rows, and two writers of the *same* unit cannot duplicate rows:
+    the last complete write wins, whole (with the same settings both write the
+    same numbers, so a rerun is idempotent). :meth:`read_scores` therefore returns
+    every unit's rows exactly once. Listing caches are dropped before every
+    listing, so units written by other processes are seen.
+
+    The store is cheap to pickle (only the URI, options and retry policy travel),
+    so it can be handed to Ray tasks.
     """
 
-    def __init__(self, uri: str | os.PathLike, **storage_options: Any) -> None:
+    def __init__(self, uri: str | os.PathLike, *, retry: RetryPolicy | None = None,
+                 **storage_options: Any) -> None:
         uri = os.fspath(uri)
         if not isinstance(uri, str) or not uri.strip():
             raise ValueError(f"results URI must be a non-empty string, got {uri!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise ValueError(f"retry must be a RetryPolicy, got {type(retry).__name__}")
         self.uri = uri.rstrip("/") if uri.rstrip("/") and not uri.endswith("://") else uri
         self._storage_options = dict(storage_options)
+        self.retry_policy = retry or RetryPolicy.from_env()
+        self._stats = RetryStats()
         self._fs = None
         self._root: str | None = None
         self._bucket_ok = False
 
-    # pickling: only the URI and options travel; the filesystem is rebuilt lazily
+    # pickling: only the URI, options and policy travel; the filesystem is rebuilt lazily
     def __getstate__(self) -> dict[str, Any]:
-        return {"uri": self.uri, "_storage_options": self._storage_options}
+        return {"uri": self.uri, "_storage_options": self._storage_options,
+                "retry_policy": self.retry_policy}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["uri"], **state["_storage_options"])
+        self.__init__(state["uri"], retry=state.get("retry_policy"), **state["_storage_options"])
 
     def __repr__(self) -> str:
         return f"ResultStore({self.uri!r})"
 
+    def retry_stats(self) -> dict[str, Any]:
+        """What this store object retried so far (all threads together):
+        ``retries`` (tries repeated), ``operations_retried``, ``recovered`` (retried,
+        then succeeded), ``gave_up`` (failed on a transient error, out of retries)
+        and ``by_error`` (transient errors seen, by S3 code or type)."""
+        return self._stats.as_dict()
+
     # ------------------------------------------------------------- plumbing
+    def _fs_options(self) -> dict[str, Any]:
+        opts = dict(self._storage_options)
+        if protocol_of(self.uri) in ("s3", "s3a"):
+            # The store retries itself (bounded, counted); nested retry loops in s3fs
+            # (5 tries) and botocore (5 more each) would multiply into minutes.
+            # A private instance, so that turning s3fs's loop off touches no one else's.
+            opts.setdefault("skip_instance_cache", True)
+            ck = dict(opts.get("config_kwargs") or {})
+            ck.setdefault("retries", {"total_max_attempts": 1, "mode": "standard"})
+            opts["config_kwargs"] = ck
+        return opts
+
     @property
     def fs(self):
         """The fsspec filesystem (created on first use)."""
         if self._fs is None:
-            self._fs, self._root = url_to_fs(self.uri, **self._storage_options)
+            fs, self._root = url_to_fs(self.uri, **self._fs_options())
+            if protocol_of(self.uri) in ("s3", "s3a") and hasattr(fs, "retries"):
+                fs.retries = 1  # s3fs: one try per call; the store's own loop retries
+            self._fs = fs
         return self._fs
 
     @property
@@ -569,35 +642,90 @@ class ResultStore:
             return None
         return self.root.split("/", 1)[0]
 
+    def _endpoint(self) -> str:
+        ep = (self._storage_options.get("endpoint_url")
+              or (self._storage_options.get("client_kwargs") or {}).get("endpoint_url")
+              or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
+        return f"endpoint {ep}" if ep else "the default AWS endpoint (set AWS_ENDPOINT_URL for another)"
+
+    def _access_error(self, exc: BaseException, action: str, path: str) -> StoreAccessError:
+        name = error_name(exc)
+        if self.is_local:
+            return StoreAccessError(
+                f"results URI {self.uri!r}: {action} {self._display(path)} was refused ({exc}); "
+                "check the folder's permissions")
+        bucket = self._bucket()
+        return StoreAccessError(
+            f"results URI {self.uri!r}: {action} {self._display(path)} was refused ({name}: {exc}). "
+            "Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
+            f"instance role), that they may list, read and write bucket {bucket!r}, and "
+            f"{self._endpoint()}")
+
+    def _io(self, action: str, path: str, fn):
+        """Run one filesystem call: retried on transient errors (remote stores only),
+        an auth error turned into :class:`StoreAccessError` naming the URI."""
+        try:
+            if self.is_local:
+                return fn()
+            return call_with_retry(fn, policy=self.retry_policy, stats=self._stats,
+                                   what=f"{action} {self._display(path)}")
+        except StoreUnavailableError:
+            raise
+        except StoreAccessError:
+            raise
+        except Exception as exc:
+            if classify(exc) == AUTH:
+                raise self._access_error(exc, action, path) from exc
+            raise
+
     def _check_bucket(self) -> None:
-        """Raise StoreNotFoundError (naming the URI) if the bucket does not exist."""
+        """Raise StoreNotFoundError (naming the URI) if the bucket does not exist,
+        StoreAccessError if the credentials are refused."""
         if self._bucket_ok:
             return
         bucket = self._bucket()
         if bucket is None:
             self._bucket_ok = True
             return
-        try:
-            self.fs.invalidate_cache(bucket)
-            exists = self.fs.exists(bucket)
-        except PermissionError as exc:
-            raise PermissionError(f"results URI {self.uri!r}: access to bucket {bucket!r} denied ({exc})") from exc
-        if not exists:
-            raise StoreNotFoundError(
-                f"results URI {self.uri!r}: bucket {bucket!r} does not exist (or is not visible "
-                "with the current credentials/endpoint)")
+        missing = StoreNotFoundError(
+            f"results URI {self.uri!r}: bucket {bucket!r} does not exist (or is not visible "
+            f"with the current credentials); check the bucket name, the region and "
+            f"{self._endpoint()}, or create the bucket")
+        fs = self.fs
+        if hasattr(fs, "call_s3"):
+            # s3fs's exists() answers False on any error (503, 403): ask directly.
+            try:
+                self._io("checking bucket", bucket, lambda: fs.call_s3("head_bucket", Bucket=bucket))
+            except FileNotFoundError as exc:
+                raise missing from exc
+            except OSError as exc:
+                if classify(exc) == NOT_FOUND:
+                    raise missing from exc
+                raise
+        else:
+            def probe() -> bool:
+                fs.invalidate_cache(bucket)
+                return fs.exists(bucket)
+
+            if not self._io("checking bucket", bucket, probe):
+                raise missing
         self._bucket_ok = True
 
     def _translate(self, exc: BaseException, action: str, path: str) -> BaseException:
         """Turn a filesystem error into one that names the URI."""
-        if isinstance(exc, FileNotFoundError):
+        if isinstance(exc, (StoreAccessError, StoreNotFoundError, StoreUnavailableError)):
+            return exc
+        kind = classify(exc)
+        if isinstance(exc, FileNotFoundError) or kind == NOT_FOUND:
             self._check_bucket()  # raises StoreNotFoundError when the bucket is missing
             return FileNotFoundError(f"{action} {self._display(path)} failed: not found ({exc})")
-        if isinstance(exc, PermissionError):
-            return PermissionError(f"{action} {self._display(path)} failed: permission denied ({exc})")
+        if kind == AUTH:
+            return self._access_error(exc, action, path)
         return exc
 
     def _display(self, path: str) -> str:
+        if path != self.root and self.root.startswith(path.rstrip("/") + "/"):
+            return f"{protocol_of(self.uri)}://{path}"  # the bucket itself
         rel = path[len(self.root):].lstrip("/") if path.startswith(self.root) else path
         return self.uri_of(rel) if rel else self.uri
 
@@ -605,39 +733,53 @@ class ResultStore:
         """Write ``data`` to ``path`` so that readers see all of it or nothing."""
         if self.is_local:
             d = os.path.dirname(path)
-            os.makedirs(d, exist_ok=True)
             tmp = os.path.join(d, f".tmp-{os.path.basename(path)}-{uuid.uuid4().hex}")
             try:
+                os.makedirs(d, exist_ok=True)
                 with open(tmp, "wb") as f:
                     f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, path)
+            except PermissionError as exc:
+                self._unlink_quietly(tmp)
+                raise self._access_error(exc, "writing", path) from exc
             except BaseException:
-                try:
-                    os.unlink(tmp)
-                except FileNotFoundError:
-                    pass
+                self._unlink_quietly(tmp)
                 raise
             return
-        try:
-            # object stores: one PUT of the complete bytes is atomic
+
+        def put() -> None:
+            # object stores: one PUT of the complete bytes is atomic; a PUT repeated
+            # after a lost answer writes the same bytes again (idempotent)
             self.fs.pipe_file(path, data)
+
+        try:
+            self._io("writing", path, put)
         except (FileNotFoundError, PermissionError) as exc:
             raise self._translate(exc, "writing", path) from exc
         self.fs.invalidate_cache(path)
 
+    @staticmethod
+    def _unlink_quietly(path: str) -> None:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
     def _list(self, sub: str) -> list[str]:
         """Base names directly under ``sub`` (one listing call; [] if absent)."""
         p = self._path(sub)
-        self.fs.invalidate_cache(p)
+
+        def ls() -> list[str]:
+            self.fs.invalidate_cache(p)
+            return self.fs.ls(p, detail=False)
+
         try:
-            names = self.fs.ls(p, detail=False)
+            names = self._io("listing", p, ls)
         except (FileNotFoundError, NotADirectoryError):
             self._check_bucket()
             return []
-        except PermissionError as exc:
-            raise self._translate(exc, "listing", p) from exc
         out = []
         for n in names:
             base = n.rstrip("/").rsplit("/", 1)[-1]
@@ -645,22 +787,49 @@ class ResultStore:
                 out.append(base)
         return sorted(out)
 
+    def _exists(self, path: str) -> bool:
+        def probe() -> bool:
+            self.fs.invalidate_cache(path)
+            return self.fs.exists(path)
+
+        if self._io("checking", path, probe):
+            return True
+        self._check_bucket()
+        return False
+
     def _cat_many(self, paths: list[str]) -> dict[str, bytes]:
-        """Fetch many files (concurrently on object stores)."""
+        """Fetch many files (concurrently on object stores); only the files that
+        failed on a transient error are fetched again."""
         if not paths:
             return {}
-        got = self.fs.cat(paths, on_error="return")
-        if not isinstance(got, dict):  # a single path comes back bare
-            got = {paths[0]: got}
-        out = {}
-        for p in paths:
-            v = got.get(p, got.get(self.fs._strip_protocol(p)))
-            if isinstance(v, BaseException):
-                raise self._translate(v, "reading", p) from v
-            if v is None:
-                raise FileNotFoundError(f"reading {self._display(p)} failed: not returned")
-            out[p] = v
-        return out
+        out: dict[str, bytes] = {}
+        pending = list(paths)
+
+        def fetch() -> None:
+            got = self.fs.cat(list(pending), on_error="return")
+            if not isinstance(got, dict):  # a single path comes back bare
+                got = {pending[0]: got}
+            transient = None
+            for p in list(pending):
+                v = got.get(p, got.get(self.fs._strip_protocol(p)))
+                if isinstance(v, BaseException):
+                    if classify(v) == TRANSIENT:
+                        transient = transient or v
+                        continue
+                    raise self._translate(v, "reading", p) from v
+                if v is None:
+                    raise FileNotFoundError(f"reading {self._display(p)} failed: not returned")
+                out[p] = v
+                pending.remove(p)
+            if transient is not None:
+                raise transient
+
+        if len(paths) == 1:
+            self._io("reading", paths[0], fetch)
+        else:
+            parent = paths[0].rsplit("/", 1)[0]
+            self._io(f"reading {len(paths)} files under", parent, fetch)
+        return {p: out[p] for p in paths}
 
     # ---------------------------------------------------------------- scores
     def scores_uri(self) -> str:
@@ -702,12 +871,7 @@ class ResultStore:
 
     def has_unit(self, unit_key: str) -> bool:
         """True when the unit's scores file exists (the unit is complete)."""
-        path = self._unit_path(unit_key)
-        self.fs.invalidate_cache(path)
-        if self.fs.exists(path):
-            return True
-        self._check_bucket()
-        return False
+        return self._exists(self._unit_path(unit_key))
 
     def completed_units(self) -> set[str]:
         """Unit keys that have a scores file (one listing call)."""
@@ -809,12 +973,7 @@ class ResultStore:
     # --------------------------------------------------------- generic files
     def exists(self, relpath: str) -> bool:
         """True when ``relpath`` (relative to the store root) exists."""
-        path = self._path(self._relpath(relpath))
-        self.fs.invalidate_cache(path)
-        if self.fs.exists(path):
-            return True
-        self._check_bucket()
-        return False
+        return self._exists(self._path(self._relpath(relpath)))
 
     def put_bytes(self, relpath: str, data: bytes) -> str:
         """Write ``data`` atomically at ``relpath``; returns its URI."""
@@ -828,12 +987,10 @@ class ResultStore:
         """The bytes at ``relpath``, or None when it does not exist."""
         path = self._path(self._relpath(relpath))
         try:
-            return self.fs.cat_file(path)
+            return self._io("reading", path, lambda: self.fs.cat_file(path))
         except (FileNotFoundError, IsADirectoryError):
             self._check_bucket()
             return None
-        except PermissionError as exc:
-            raise self._translate(exc, "reading", path) from exc
 
     def put_json(self, relpath: str, obj: Any) -> str:
         """Write ``obj`` as JSON (atomic); returns its URI."""

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["register_cli", "cmd_finetune", "cmd_tune", "main"]
 
 TUNE_CONFIG_KEYS = {"data", "space", "trials", "out", "name", "resume", "cpus_per_trial",
-                    "gpus_per_trial", "max_concurrent", "address"}
+                    "gpus_per_trial", "max_concurrent", "max_failures", "address"}
 
 
 def _parse_value(s: str) -> Any:
@@ -140,6 +140,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                        cpus_per_trial=settings.get("cpus_per_trial"),
                        gpus_per_trial=settings.get("gpus_per_trial"),
                        max_concurrent=settings.get("max_concurrent"),
+                       max_failures=int(settings.get("max_failures", 2)),
                        verbose=0 if args.quiet else 1)
     except (SpaceError, ConfigError, TuneError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -195,6 +196,8 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float)
     t.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float)
     t.add_argument("--max-concurrent", dest="max_concurrent", type=int)
+    t.add_argument("--max-failures", dest="max_failures", type=int,
+                   help="times a failed trial (e.g. its node was lost) is run again (default 2)")
     t.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local instance)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_tune)

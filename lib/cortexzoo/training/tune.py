@@ -16,6 +16,11 @@ Layout under the results URI (local folder or s3://)::
     presets/<name>-best.yaml        the best trial's full config, a ready preset
     plots/tune-<name>.png           score vs trial and the best learning curve
 
+Fault tolerance: a trial whose actor dies (its node is lost, a spot instance is
+reclaimed) is run again, from its first epoch, up to ``max_failures`` times
+(``tune.FailureConfig``); its scores are written once, when the campaign ends, from its
+final result, so a retried trial never leaves duplicate rows.
+
 Resuming (``resume=True``) restores the experiment with ``tune.Tuner.restore(path,
 trainable, resume_errored=True)``: finished trials are kept, unfinished and errored ones
 run again (from their first epoch: trials keep no checkpoints), and the search continues
@@ -202,7 +207,7 @@ def _make_scheduler(space: SearchSpace):
 def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str, *,
              name: str | None = None, resume: bool = False,
              cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
-             max_concurrent: int | None = None, verbose: int = 1,
+             max_concurrent: int | None = None, max_failures: int = 2, verbose: int = 1,
              callbacks: Sequence[Any] | None = None) -> TuneResult:
     """Run (or resume) a tuning campaign and write its trials, scores, best preset and plot.
 
@@ -219,6 +224,9 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         else 0.5 CPU per trial.
     max_concurrent : cap on concurrent trials (default: the space's, else as many as
         the resources allow).
+    max_failures : how often a failed trial (its worker or node died, or it raised) is
+        run again from its first epoch before it counts as an error; 0: never, -1:
+        without limit.
     verbose : Ray Tune's verbosity.
     callbacks : extra ``ray.tune.Callback`` objects (e.g. for monitoring).
 
@@ -238,6 +246,8 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         raise TuneError(f"campaign name {name!r} must be letters, digits, '-' or '_'")
     if num_samples < 1:
         raise TuneError(f"num_samples must be >= 1, got {num_samples}")
+    if max_failures < -1:
+        raise TuneError(f"max_failures must be >= 0 (or -1: without limit), got {max_failures}")
     store = ResultStore(out)
     paths = campaign_paths(name)
     storage = _storage(store)
@@ -302,7 +312,8 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
             run_config=tune.RunConfig(name=name, storage_path=_strip_scheme(storage, fs),
                                       storage_filesystem=fs, verbose=verbose,
                                       callbacks=list(callbacks or []),
-                                      failure_config=tune.FailureConfig(max_failures=0)),
+                                      failure_config=tune.FailureConfig(
+                                          max_failures=max_failures)),
         )
     grid = tuner.fit()
     elapsed = time.time() - t0
