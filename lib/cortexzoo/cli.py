@@ -71,6 +71,8 @@ def cmd_scan(args) -> int:
         cfg.batch_size = args.batch_size
     if args.num_actors:
         cfg.num_actors = args.num_actors
+    if args.max_concurrent_models:
+        cfg.max_concurrent_models = args.max_concurrent_models
     if args.input_size:
         cfg.input_size = args.input_size
     if args.reduction:
@@ -179,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local instance)")
     s.add_argument("--batch-size", type=int)
     s.add_argument("--num-actors", type=int)
+    s.add_argument("--max-concurrent-models", type=int,
+                   help="models extracted and scored at once (each its own Ray Data pipeline)")
     s.add_argument("--input-size", type=int, help="override every model's input crop size")
     s.add_argument("--reduction", choices=["srp", "gap", "flatten"])
     s.add_argument("--k", type=int, help="SRP dimensions (default 4096)")
