@@ -1,9 +1,9 @@
 """Streaming feature extraction: Ray Data decodes, an actor pool runs the model.
 
-Stimuli flow as small blocks: decode + preprocess tasks -> model actors (GPU actors
-when the cluster has GPUs, CPU otherwise) that reduce every layer in the forward
-hook -> the driver, which only ever holds the *reduced* features ``[n, k]`` per
-layer. ``extract_local`` is the same computation in one process (tests, debugging,
+Stimuli flow as small blocks: decode + 8-bit resize/crop tasks (no torch) -> model
+actors (GPU when the cluster has GPUs, CPU otherwise) that normalize the crops and reduce
+every layer in the forward hook -> the driver, which only ever holds the *reduced*
+features ``[n, k]`` per layer. ``extract_local`` is the same computation in one process (tests, debugging,
 machines without Ray).
 """
 from __future__ import annotations
