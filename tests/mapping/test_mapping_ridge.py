@@ -233,3 +233,19 @@ def test_dense_grid_pruning_is_exact(n, p):
         res = GCVSolver(X, alphas, backend=backend, neuroid_batch_size=7).loo(Y)
         np.testing.assert_array_equal(res.alpha, sk.alpha_)
         np.testing.assert_allclose(res.loo_mse, -sk.best_score_, rtol=1e-9)
+
+
+@pytest.mark.parametrize("n,p", [(80, 12), (30, 70)])
+def test_pruning_exact_for_nearly_noise_free_targets(n, p):
+    # targets almost inside span(X): the part outside span(U) is bounded from
+    # ||Yc||^2 - ||Z||^2 (never formed), where rounding matters most
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(n, p)) + 1.0
+    noise = np.r_[0.0, 1e-12, 1e-9, 1e-6, 1e-3, 1e-1, 1.0, 10.0]
+    Y = X @ rng.normal(size=(p, noise.size)) + rng.normal(size=(n, noise.size)) * noise + 3
+    alphas = np.logspace(-4, 4, 33)
+    sk = RidgeCV(alphas=alphas, alpha_per_target=True, store_cv_results=True).fit(X, Y)
+    exhaustive = sk.cv_results_.mean(0)              # [t, A] LOO MSE of every alpha
+    res = GCVSolver(X, alphas, neuroid_batch_size=3).loo(Y)
+    np.testing.assert_array_equal(res.alpha_index, exhaustive.argmin(1))
+    np.testing.assert_allclose(res.loo_mse, exhaustive.min(1), rtol=1e-6, atol=1e-20)

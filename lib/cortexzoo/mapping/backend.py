@@ -116,6 +116,14 @@ class NumpyBackend(Backend):
     def copy(self, x: np.ndarray) -> np.ndarray:
         return x.copy()
 
+    def rsub_(self, p: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """p = y - p in place (one pass)."""
+        return np.subtract(y, p, out=p)
+
+    def take_cols(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """x[:, idx]; np.take is ~10x faster than fancy indexing for narrow x."""
+        return np.take(x, idx, axis=1)
+
     def arange(self, n: int) -> np.ndarray:
         return np.arange(n)
 
@@ -208,6 +216,16 @@ class TorchBackend(Backend):
 
     def copy(self, x: Any) -> Any:
         return x.clone()
+
+    def rsub_(self, p: Any, y: Any) -> Any:
+        """p = y - p in place (one pass)."""
+        return self.torch.sub(y, p, out=p)
+
+    def take_cols(self, x: Any, idx: Any) -> Any:
+        """x[:, idx] for an int64 index tensor (or numpy array)."""
+        if isinstance(idx, np.ndarray):
+            idx = self.torch.as_tensor(idx, dtype=self.torch.int64, device=x.device)
+        return x.index_select(1, idx)
 
     def arange(self, n: int) -> Any:
         return self.torch.arange(n, device=self.device)

@@ -85,6 +85,8 @@ class Decomposition:
     X: Any | None = None        # dual: reference to the (uncentered) X for coefficients
     lev_perp: Any | None = None
     complete: bool = False
+    # precision of U's orthonormality (the eps of the dtype it was computed in)
+    u_eps: float | None = None
 
 
 def _choose_mode(n: int, p: int, mode: str) -> str:
@@ -318,7 +320,13 @@ def _take_cols(Y: Any, cols: np.ndarray) -> Any:
 
 
 def _prepare(dec: Decomposition, backend: Backend, Ysrc: Any) -> tuple[Any, Any, Any, Any]:
-    """Centered targets Yc, their means, Z = U^T Yc and the part of Yc outside span(U)."""
+    """Centered targets Yc, their means, Z = U^T Yc and bounds on ||Yc - U Z||^2.
+
+    The last is None when centered targets lie in span(U) (dual form); else a float64
+    array [2, B] of lower and upper bounds on the squared norm of the part of Yc outside
+    span(U), ``||Yc||^2 - ||Z||^2`` widened by its rounding error. That part itself is
+    never formed: residuals are computed as ``Yc - U (f * Z)``.
+    """
     Yc = backend.asarray(Ysrc)
     if backend.shares_memory(Yc, Ysrc):
         Yc = backend.copy(Yc)
@@ -327,12 +335,15 @@ def _prepare(dec: Decomposition, backend: Backend, Ysrc: Any) -> tuple[Any, Any,
         ymean = backend.mean(Yc, 0)
         Yc -= ymean[None, :]
     Z = dec.U.T @ Yc
-    Yperp = None
+    perp = None
     if not dec.complete:
-        Yperp = dec.U @ Z
-        Yperp -= Yc
-        Yperp *= -1.0
-    return Yc, ymean, Z, Yperp
+        f64 = lambda a: backend.to_numpy(col_sqnorm(backend, a)).astype(np.float64)  # noqa: E731
+        yy = f64(Yc)
+        d = np.maximum(yy - f64(Z), 0.0)
+        eps = dec.u_eps or np.finfo(np.dtype(backend.dtype)).eps
+        slack = 4.0 * (dec.n_samples + int(Z.shape[0])) * eps * yy
+        perp = np.stack([np.maximum(d - slack, 0.0), d + slack])
+    return Yc, ymean, Z, perp
 
 
 def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any, best: Any,
@@ -349,13 +360,13 @@ def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
     """
     if two_forms:
         sel = _index(backend, idx_np)
-        pred = dec.U @ (tab.fit_frac[:, sel] * Z)          # yhat
+        pred = dec.U @ (backend.take_cols(tab.fit_frac, sel) * Z)          # yhat
         err = abs(pred)
-        hy = tab.hat[:, sel] * Yc
+        hy = backend.take_cols(tab.hat, sel) * Yc
         err += abs(hy)
         pred -= hy
         del hy
-        Gs = tab.G[:, sel]
+        Gs = backend.take_cols(tab.G, sel)
         pred /= Gs
         err /= Gs
         del Gs
@@ -392,7 +403,8 @@ def _float64_twin(dec: Decomposition, alphas: np.ndarray,
     up = lambda a: None if a is None else be64.asarray(a)  # noqa: E731
     dec64 = Decomposition(dec.mode, up(dec.U), up(dec.s2), dec.n_samples, dec.n_features,
                           dec.fit_intercept, None, lev_perp=up(dec.lev_perp),
-                          complete=dec.complete)
+                          complete=dec.complete,
+                          u_eps=float(np.finfo(np.dtype(backend.dtype)).eps))
     return dec64, _tables(dec64, alphas, be64), be64
 
 
@@ -465,16 +477,15 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             shared_idx = _refine_shared(Y, bs, shared_idx, sse, get_twin)
 
     for j0, j1 in _spans(t, bs):
-        Yc, ymean, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
+        Yc, ymean, Z, perp = _prepare(dec, backend, Y[:, j0:j1])
         if shared_idx is None:
             best, best_mse, idx_np, mse_all = _select_per_target(
-                dec, backend, Z, Yperp, tab, margin)
+                dec, backend, Yc, Z, perp, tab, margin)
         else:
-            best = _residual(dec, tab, Z, Yperp, shared_idx)
+            best = _residual(dec, tab, backend, Yc, Z, shared_idx)
             best_mse = backend.to_numpy(col_sqnorm(backend, best)).astype(np.float64) / n
             idx_np = np.full(j1 - j0, shared_idx, dtype=np.int64)
             mse_all = None
-        del Yperp
         pred, pearson, ev = _finish(dec, tab, backend, Yc, Z, best, idx_np,
                                     two_forms=backend.dtype != "float64")
         del best, Yc
@@ -491,8 +502,8 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
                 dec64, tab64, be64 = get_twin()
                 Y64 = _take_cols(Y[:, j0:j1], cols)
                 Yc64, ymean64, Z64, Yp64 = _prepare(dec64, be64, Y64)
-                b64, m64, i64, _ = _select_per_target(dec64, be64, Z64, Yp64, tab64, 1e-6,
-                                                      allowed=tied[:, cols])
+                b64, m64, i64, _ = _select_per_target(dec64, be64, Yc64, Z64, Yp64, tab64,
+                                                      1e-6, allowed=tied[:, cols])
                 p64, r64, e64 = _finish(dec64, tab64, be64, Yc64, Z64, b64, i64, two_forms=True)
                 idx_np[cols], best_mse[cols] = i64, m64
                 pearson[cols], ev[cols] = r64, e64
@@ -521,11 +532,13 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     return out
 
 
-def _residual(dec: Decomposition, tab: _Tables, Z: Any, Yperp: Any, a: int) -> Any:
+def _residual(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
+              a: int) -> Any:
     """LOO residuals y - y_loo of every column at alpha index a."""
-    P = dec.U @ (tab.shrink[:, a:a + 1] * Z)
-    if Yperp is not None:
-        P += Yperp
+    if dec.complete:
+        P = dec.U @ (tab.shrink[:, a:a + 1] * Z)
+    else:
+        P = backend.rsub_(dec.U @ (tab.fit_frac[:, a:a + 1] * Z), Yc)
     P /= tab.G[:, a:a + 1]
     return P
 
@@ -536,9 +549,9 @@ def _shared_sse(dec: Decomposition, tab: _Tables, backend: Backend, Y: Any, bs: 
     sse = np.full(tab.wmin.size, np.inf)
     sse[cand] = 0.0
     for j0, j1 in _spans(int(Y.shape[1]), bs):
-        _, _, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
+        Yc, _, Z, _ = _prepare(dec, backend, Y[:, j0:j1])
         for a in cand:
-            P = _residual(dec, tab, Z, Yperp, int(a))
+            P = _residual(dec, tab, backend, Yc, Z, int(a))
             sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64).sum())
             del P
     return sse
@@ -551,8 +564,8 @@ def _shared_alpha(dec: Decomposition, tab: _Tables, backend: Backend, Y: Any, bs
     # bounds on every alpha's total LOO error (cheap, see _error_bounds) prune alphas
     lo_tot, hi_tot = np.zeros(A), np.zeros(A)
     for j0, j1 in _spans(int(Y.shape[1]), bs):
-        _, _, Z, Yperp = _prepare(dec, backend, Y[:, j0:j1])
-        lo, hi = _error_bounds(backend, Z, Yperp, tab.shrink, tab.wmin, tab.wmax)
+        _, _, Z, perp = _prepare(dec, backend, Y[:, j0:j1])
+        lo, hi = _error_bounds(backend, Z, perp, tab.shrink, tab.wmin, tab.wmax)
         lo_tot += lo.sum(1)
         hi_tot += hi.sum(1)
     cand = np.nonzero(lo_tot <= hi_tot.min() * (1 + margin))[0]
@@ -649,84 +662,95 @@ def _index(backend: Backend, idx: np.ndarray) -> Any:
         idx, dtype=backend.torch.int64, device=backend.device)
 
 
-def _error_bounds(backend: Backend, Z: Any, Yperp: Any, shrink: Any, wmin: np.ndarray,
-                  wmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _error_bounds(backend: Backend, Z: Any, perp: np.ndarray | None, shrink: Any,
+                  wmin: np.ndarray, wmax: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper bounds [A, B] on n * LOO MSE for every alpha and target.
 
     The LOO residual is e_i / (1 - h_i) with e = Yperp + U (shrink * Z) the ordinary
     residual, so ``||e||^2 min_i (1-h_i)^-2 <= n MSE <= ||e||^2 max_i (1-h_i)^-2``, and
-    ``||e||^2 = ||Yperp||^2 + sum_j shrink_j^2 Z_j^2`` (U has orthonormal columns).
+    ``||e||^2 = ||Yperp||^2 + sum_j shrink_j^2 Z_j^2`` (U has orthonormal columns);
+    ``perp`` bounds ``||Yperp||^2`` (see :func:`_prepare`).
     """
     en = backend.to_numpy((shrink * shrink).T @ (Z * Z)).astype(np.float64)
-    if Yperp is not None:
-        en += backend.to_numpy(col_sqnorm(backend, Yperp)).astype(np.float64)[None, :]
-    return en * wmin[:, None], en * wmax[:, None]
+    if perp is None:
+        return en * wmin[:, None], en * wmax[:, None]
+    return (en + perp[0]) * wmin[:, None], (en + perp[1]) * wmax[:, None]
 
 
-def _select_per_target(dec: Decomposition, backend: Backend, Z: Any, Yperp: Any, tab: _Tables,
-                       margin: float, allowed: np.ndarray | None = None
+def _eval_pairs(dec: Decomposition, backend: Backend, Yc: Any, Z: Any, tab: _Tables,
+                a_idx: np.ndarray, j_idx: np.ndarray | None) -> tuple[Any, np.ndarray]:
+    """LOO residuals [n, K] and MSE [K] of the pairs (alpha a_idx[k], target j_idx[k]).
+
+    One [n, r] x [r, K] product for all pairs (``j_idx`` None: every target once, in
+    order): wide products run near the BLAS peak, one narrow product per alpha does not.
+    """
+    ai = _index(backend, a_idx)
+    ji = None if j_idx is None else _index(backend, j_idx)
+    take = backend.take_cols
+    Zs = Z if ji is None else take(Z, ji)
+    if dec.complete:     # residual U (shrink * Z)
+        Zs = take(tab.shrink, ai) * Zs
+        P = dec.U @ Zs
+    else:                # residual Yc - U (f * Z): no out-of-span part to store
+        Zs = take(tab.fit_frac, ai) * Zs
+        P = dec.U @ Zs
+        backend.rsub_(P, Yc if ji is None else take(Yc, ji))
+    del Zs
+    P /= take(tab.G, ai)
+    mse = backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64) / dec.n_samples
+    return P, mse
+
+
+def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
+                       perp: np.ndarray | None, tab: _Tables, margin: float, allowed: np.ndarray | None = None
                        ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """Per-target alpha with the smallest exact LOO MSE, and the LOO residuals there.
 
     Exact, but skips the costly [n, r] x [r, b] products of alphas that cannot win:
     each target is first scored exactly at the alpha with the smallest upper bound
-    (see :func:`_error_bounds`); any alpha whose lower bound exceeds the best exact
-    error found so far is then skipped for that target. Ties keep the first alpha of
-    the grid, as scikit-learn. ``allowed`` [A, B] restricts the alphas of each target.
+    (see :func:`_error_bounds`); then, round after round, at its not yet scored alpha
+    with the smallest lower bound, as long as that bound does not exceed the best exact
+    error found so far. Each round is one matrix product over all the targets still in
+    play. Ties keep the first alpha of the grid, as scikit-learn. ``allowed`` [A, B]
+    restricts the alphas of each target.
 
     Returns the residuals [n, B] at the chosen alphas, their MSE [B], the alpha indices
     [B] and the MSE of every alpha evaluated [A, B] (inf where pruned).
     """
-    n = dec.n_samples
     B = int(Z.shape[1])
     A = int(tab.shrink.shape[1])
-    lo, hi = _error_bounds(backend, Z, Yperp, tab.shrink, tab.wmin, tab.wmax)
-    lo = lo / n
+    lo, hi = _error_bounds(backend, Z, perp, tab.shrink, tab.wmin, tab.wmax)
+    lo = lo / dec.n_samples
     if allowed is not None:
         hi = np.where(allowed, hi, np.inf)
-    best = None
-    best_mse = np.full(B, np.inf)
-    best_idx = np.zeros(B, dtype=np.int64)
-    mse_all = np.full((A, B), np.inf)
-    done = np.zeros((A, B), dtype=bool)
-
-    def evaluate(a: int, cols: np.ndarray) -> None:
-        nonlocal best
-        if cols.size == 0:
-            return
-        if cols.size == B:
-            Zs, Yp = Z, Yperp
-        else:
-            ci = _index(backend, cols)
-            Zs = Z[:, ci]
-            Yp = None if Yperp is None else Yperp[:, ci]
-        P = dec.U @ (tab.shrink[:, a:a + 1] * Zs)
-        if Yp is not None:
-            P += Yp
-        P /= tab.G[:, a:a + 1]
-        mse = backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64) / n
-        mse_all[a, cols] = mse
-        cur, cur_idx = best_mse[cols], best_idx[cols]
-        better = (mse < cur) | ((mse == cur) & (a < cur_idx))
-        done[a, cols] = True
-        if better.any():
-            upd = cols[better]
-            if upd.size == B:
-                best = P
-            else:
-                if best is None:
-                    best = backend.zeros((n, B))
-                best[:, _index(backend, upd)] = P[:, _index(backend, np.nonzero(better)[0])]
-            best_mse[upd] = mse[better]
-            best_idx[upd] = a
-        del P
-
+        lo = np.where(allowed, lo, np.inf)
+    cols = np.arange(B)
     first = hi.argmin(0)
-    for a in np.unique(first):
-        evaluate(int(a), np.nonzero(first == a)[0])
-    for a in range(A):
-        m = (lo[a] <= best_mse * (1 + margin)) & ~done[a]
-        if allowed is not None:
-            m &= allowed[a]
-        evaluate(a, np.nonzero(m)[0])
+    best, best_mse = _eval_pairs(dec, backend, Yc, Z, tab, first, None)
+    best_idx = first.copy()
+    mse_all = np.full((A, B), np.inf)
+    mse_all[first, cols] = best_mse
+    lo[first, cols] = np.inf                      # scored
+    # rounds: each target's unscored alpha with the smallest lower bound, while it may win
+    chunk = max(1, B)
+    while True:
+        a_next = lo.argmin(0)
+        live = np.nonzero(lo[a_next, cols] <= best_mse * (1 + margin))[0]
+        if live.size == 0:
+            break
+        for k0, k1 in _spans(live.size, chunk):
+            jj = live[k0:k1]
+            aa = a_next[jj]
+            P, mse = _eval_pairs(dec, backend, Yc, Z, tab, aa, jj)
+            mse_all[aa, jj] = mse
+            lo[aa, jj] = np.inf
+            cur, cur_idx = best_mse[jj], best_idx[jj]
+            better = (mse < cur) | ((mse == cur) & (aa < cur_idx))
+            if better.any():
+                k = np.nonzero(better)[0]
+                upd = jj[k]
+                best[:, _index(backend, upd)] = P[:, _index(backend, k)]
+                best_mse[upd] = mse[k]
+                best_idx[upd] = aa[k]
+            del P
     return best, best_mse, best_idx, mse_all
