@@ -67,6 +67,21 @@ def _check_Y(Y: Any, n: int, name: str = "y") -> tuple[np.ndarray, bool]:
     return Y, was_1d
 
 
+def _check_n_components(k: Any) -> None:
+    if int(k) < 1:
+        raise MappingInputError(f"n_components must be >= 1, got {k}")
+
+
+def _linear_predict(est: Any, X: Any) -> np.ndarray:
+    """X @ coef_.T + intercept_ of a fitted linear estimator, checking the feature count."""
+    check_is_fitted(est, "coef_")
+    X = _check_X(X)
+    if X.shape[1] != est.n_features_in_:
+        raise MappingInputError(f"X has {X.shape[1]} features, the model was fit with "
+                                f"{est.n_features_in_}")
+    return X @ est.coef_.T + est.intercept_
+
+
 @dataclass
 class GCVResult:
     """Per-target leave-one-out results at the chosen alpha."""
@@ -186,12 +201,7 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = _check_X(X)
-        if X.shape[1] != self.n_features_in_:
-            raise MappingInputError(f"X has {X.shape[1]} features, the model was fit with "
-                                    f"{self.n_features_in_}")
-        return X @ self.coef_.T + self.intercept_
+        return _linear_predict(self, X)
 
 
 def _r2_cols(y: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -285,12 +295,7 @@ class KFoldRidge(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, "coef_")
-        X = _check_X(X)
-        if X.shape[1] != self.n_features_in_:
-            raise MappingInputError(f"X has {X.shape[1]} features, the model was fit with "
-                                    f"{self.n_features_in_}")
-        return X @ self.coef_.T + self.intercept_
+        return _linear_predict(self, X)
 
 
 class PCARidge(RegressorMixin, BaseEstimator):
@@ -318,8 +323,7 @@ class PCARidge(RegressorMixin, BaseEstimator):
 
         X = _check_X(X)
         _check_Y(y, X.shape[0])
-        if int(self.n_components) < 1:
-            raise MappingInputError(f"n_components must be >= 1, got {self.n_components}")
+        _check_n_components(self.n_components)
         k = int(min(self.n_components, X.shape[0], X.shape[1]))
         self.mean_ = X.mean(0)
         _, s, vt = scipy.linalg.svd(X - self.mean_, full_matrices=False, check_finite=False)
@@ -368,8 +372,7 @@ class PLSRegression(RegressorMixin, BaseEstimator):
 
         X = _check_X(X)
         _check_Y(y, X.shape[0])
-        if int(self.n_components) < 1:
-            raise MappingInputError(f"n_components must be >= 1, got {self.n_components}")
+        _check_n_components(self.n_components)
         self.n_components_ = int(min(self.n_components, X.shape[1]))
         self.pls_ = _PLS(n_components=self.n_components_, scale=self.scale,
                          max_iter=self.max_iter, tol=self.tol).fit(X, y)
