@@ -287,6 +287,7 @@ class _Tables:
     hat: Any         # [n, A] h (with the intercept's 1/n)
     wmin: np.ndarray  # [A] min over samples of (1 - h)^-2
     wmax: np.ndarray  # [A] max over samples of (1 - h)^-2
+    wmean: np.ndarray  # [A] mean over samples of (1 - h)^-2
 
 
 def _tables(dec: Decomposition, alphas: np.ndarray, backend: Backend) -> _Tables:
@@ -308,7 +309,7 @@ def _tables(dec: Decomposition, alphas: np.ndarray, backend: Backend) -> _Tables
     G_np = backend.to_numpy(G).astype(np.float64)
     with np.errstate(divide="ignore"):
         w = 1.0 / G_np ** 2
-    return _Tables(al, G, shrink, fit_frac, hat, w.min(0), w.max(0))
+    return _Tables(al, G, shrink, fit_frac, hat, w.min(0), w.max(0), w.mean(0))
 
 
 def _take_cols(Y: Any, cols: np.ndarray) -> Any:
@@ -725,7 +726,13 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
         hi = np.where(allowed, hi, np.inf)
         lo = np.where(allowed, lo, np.inf)
     cols = np.arange(B)
-    first = hi.argmin(0)
+    # start where the LOO error is probably smallest: the ordinary residual norm times
+    # the mean weight (as GCV) is a better guess than the upper bound
+    with np.errstate(invalid="ignore"):
+        guess = 0.5 * (lo * dec.n_samples / tab.wmin[:, None] + hi / tab.wmax[:, None])
+        guess *= tab.wmean[:, None]
+    guess[~np.isfinite(guess)] = np.inf
+    first = np.where(np.isfinite(guess).any(0), guess.argmin(0), hi.argmin(0))
     best, best_mse = _eval_pairs(dec, backend, Yc, Z, tab, first, None)
     best_idx = first.copy()
     mse_all = np.full((A, B), np.inf)
