@@ -14,6 +14,10 @@ float32's alpha agreement and max |delta r| with float64).
 Methods: ``cortexzoo-<backend>-<dtype>`` is ``RidgeGCV.fit`` (the full estimator,
 including coef_ [t, p]); ``cortexzoo-loo-<backend>-<dtype>`` is ``GCVSolver(X).loo(Y)``,
 the scan's path (LOO predictions, r, EV and alpha per neuroid; no coefficients).
+``<backend>`` is numpy, torch (CPU) or cuda (the torch backend on the first GPU; added
+to the default methods when torch sees one). GPU times are end to end: X and Y start as
+numpy arrays on the host and the results come back to it; ``gpu_peak_over_XY`` is
+torch's peak allocated GPU memory over X + Y.
 
 Every (shape, method) runs in its own subprocess so that peak memory is that method's
 alone. Peak memory is the largest resident set size (RSS) above the process's size just
@@ -136,8 +140,15 @@ class _Loo:
         from cortexzoo.mapping import GCVSolver
 
         alphas, backend, dtype = self.args
-        self.result_ = GCVSolver(X, alphas, backend=backend, dtype=dtype).loo(Y)
+        backend, device = _backend_device(backend)
+        self.result_ = GCVSolver(X, alphas, backend=backend, dtype=dtype,
+                                 device=device).loo(Y)
         return self
+
+
+def _backend_device(name: str) -> tuple[str, str | None]:
+    """A method's backend word -> (RidgeGCV backend, device)."""
+    return ("torch", "cuda") if name == "cuda" else (name, None)
 
 
 def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
@@ -156,6 +167,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
     from cortexzoo.mapping import RidgeGCV
 
     X, Y = make_data(n, p, t)
+    cuda = "-cuda-" in method
     Xw, Yw = make_data(40, 60, 3, seed=1)   # warm-up fits: lazy imports and library init
     Xw2, Yw2 = make_data(60, 40, 3, seed=1)
     res: dict[str, np.ndarray] = {}
@@ -173,6 +185,8 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
     elif method.startswith("cortexzoo-loo"):
         _, _, backend, dtype = method.split("-")
         _Loo(alphas, backend, dtype).fit(Xw, Yw)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         est, dt, first, runs, mem = _timed(lambda: _Loo(alphas, backend, dtype), X, Y, repeat)
         r = est.result_
         res["n_refined"] = np.asarray(r.n_refined)
@@ -181,8 +195,12 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         res["loo_subset"] = r.loo_predictions[:, :min(t, AGREE_T)].astype(np.float64)
     elif method.startswith("cortexzoo"):
         _, backend, dtype = method.split("-")
-        make = lambda: RidgeGCV(alphas=alphas, backend=backend, dtype=dtype)  # noqa: E731
+        be, device = _backend_device(backend)
+        make = lambda: RidgeGCV(alphas=alphas, backend=be, dtype=dtype,  # noqa: E731
+                                device=device)
         make().fit(Xw, Yw).fit(Xw2, Yw2)
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
         est, dt, first, runs, mem = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.alpha_)
         res["pearson"] = est.loo_pearson_.astype(np.float64)
@@ -204,6 +222,8 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         res["alpha"] = np.asarray(est.best_alphas_)
     else:
         raise ValueError(f"unknown method {method!r}")
+    if cuda:
+        res["gpu_peak"] = np.asarray(torch.cuda.max_memory_allocated())
     np.savez(out, time=dt, first=first, runs=runs, extra=mem.extra,
              data_bytes=X.nbytes + Y.nbytes, **res)
 
@@ -228,7 +248,7 @@ def run_one(method: str, n: int, p: int, t: int, timeout: int, repeat: int,
 
 COLS = ["n", "p", "t", "method", "time_s", "first_s", "runs", "speedup_vs_sklearn",
         "peak_extra_MiB", "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
-        "same_alpha_as_f64", "max_abs_dr_vs_f64", "n_refined"]
+        "same_alpha_as_f64", "max_abs_dr_vs_f64", "n_refined", "gpu_peak_over_XY"]
 
 
 def _print_table(rows: list[dict]) -> None:
@@ -253,8 +273,8 @@ def _summary(rows: list[dict]) -> None:
     print("| (n, p, t) | sklearn | fit f64 numpy / torch | fit f32 numpy / torch | "
           "loo f64 numpy / torch | loo f32 numpy / torch | himalaya ridge / kernel | "
           "peak/(X+Y) loo / fit | "
-          "max LOO diff f64 / f32 | f32 same alpha, max dr |")
-    print("|" + "---|" * 10)
+          "max LOO diff f64 / f32 | f32 same alpha, max dr | GPU loo f64 / f32 |")
+    print("|" + "---|" * 11)
     for shape in dict.fromkeys((r["n"], r["p"], r["t"]) for r in rows):
         rs = {r["method"]: r for r in rows if (r["n"], r["p"], r["t"]) == shape}
         sx = "speedup_vs_sklearn"
@@ -281,7 +301,9 @@ def _summary(rows: list[dict]) -> None:
               f"{get(rs, 'cortexzoo-loo-torch-float32', sx)} "
               f"| {get(rs, 'himalaya-ridge', sx, '{:.2f}x')} / "
               f"{get(rs, 'himalaya-kernel', sx, '{:.2f}x')} "
-              f"| {loo_peak:.2f} / {fit_peak:.2f} | {d64:.1e} / {d32:.1e} | {same:.4f}, {dr:.1e} |",
+              f"| {loo_peak:.2f} / {fit_peak:.2f} | {d64:.1e} / {d32:.1e} | {same:.4f}, {dr:.1e} "
+              f"| {get(rs, 'cortexzoo-loo-cuda-float64', sx)} / "
+              f"{get(rs, 'cortexzoo-loo-cuda-float32', sx)} |",
               flush=True)
 
 
@@ -316,6 +338,9 @@ def main() -> None:
                "cortexzoo-numpy-float32", "cortexzoo-torch-float32",
                "cortexzoo-loo-numpy-float64", "cortexzoo-loo-numpy-float32",
                "cortexzoo-loo-torch-float64", "cortexzoo-loo-torch-float32"]
+    if torch.cuda.is_available():
+        methods += ["cortexzoo-cuda-float64", "cortexzoo-cuda-float32",
+                    "cortexzoo-loo-cuda-float64", "cortexzoo-loo-cuda-float32"]
     if args.methods:
         methods = args.methods.split(",")
     print(f"# cores={os.cpu_count()} torch threads={torch.get_num_threads()} "
@@ -357,6 +382,8 @@ def main() -> None:
                 row["mode"] = str(r["mode"])
             if "n_refined" in r:
                 row["n_refined"] = int(r["n_refined"])
+            if "gpu_peak" in r:
+                row["gpu_peak_over_XY"] = float(r["gpu_peak"]) / float(r["data_bytes"])
             rows.append(row)
         _print_table([r for r in rows if (r["n"], r["p"], r["t"]) == (n, p, t)])
         if args.json:   # keep what is done so far
