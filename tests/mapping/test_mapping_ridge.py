@@ -128,6 +128,23 @@ def test_torch_backend_equals_numpy(n, p):
     assert np.abs(c.pearson - a.pearson).max() < 1e-4
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_take_cols_equals_fancy_indexing(dtype):
+    from cortexzoo.mapping.backend import get_backend
+
+    x = np.random.default_rng(0).normal(size=(7, 5)).astype(dtype)
+    for idx in (np.array([4, 0, 0, 2]), np.array([], dtype=np.int64), np.arange(5)):
+        for name in ("numpy", "torch"):
+            be = get_backend(name, dtype)
+            got = be.to_numpy(be.take_cols(be.asarray(x), idx))
+            np.testing.assert_array_equal(got, x[:, idx])
+        # a non-contiguous source (a column slice), as the solver's batches are
+        be = get_backend("torch", dtype)
+        sl = be.asarray(x)[:, 1:]
+        np.testing.assert_array_equal(be.to_numpy(be.take_cols(sl, idx[idx < 4])),
+                                      x[:, 1:][:, idx[idx < 4]])
+
+
 def test_batching_does_not_change_results():
     X, Y = _problem(30, 40, 9, seed=6)
     a = GCVSolver(X, ALPHAS).loo(Y)
