@@ -727,12 +727,10 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
         lo = np.where(allowed, lo, np.inf)
     cols = np.arange(B)
     # start where the LOO error is probably smallest: the ordinary residual norm times
-    # the mean weight (as GCV) is a better guess than the upper bound
+    # the mean weight (as GCV), not the max weight of the upper bound
     with np.errstate(invalid="ignore"):
-        guess = 0.5 * (lo * dec.n_samples / tab.wmin[:, None] + hi / tab.wmax[:, None])
-        guess *= tab.wmean[:, None]
-    guess[~np.isfinite(guess)] = np.inf
-    first = np.where(np.isfinite(guess).any(0), guess.argmin(0), hi.argmin(0))
+        guess = hi * (tab.wmean / tab.wmax)[:, None]
+    first = np.where(np.isnan(guess), np.inf, guess).argmin(0)
     best, best_mse = _eval_pairs(dec, backend, Yc, Z, tab, first, None)
     best_idx = first.copy()
     mse_all = np.full((A, B), np.inf)
