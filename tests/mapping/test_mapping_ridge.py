@@ -129,20 +129,33 @@ def test_torch_backend_equals_numpy(n, p):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_take_cols_equals_fancy_indexing(dtype):
+def test_take_rows_equals_fancy_indexing(dtype):
     from cortexzoo.mapping.backend import get_backend
 
     x = np.random.default_rng(0).normal(size=(7, 5)).astype(dtype)
-    for idx in (np.array([4, 0, 0, 2]), np.array([], dtype=np.int64), np.arange(5)):
+    for idx in (np.array([4, 0, 0, 6]), np.array([], dtype=np.int64), np.arange(7)):
         for name in ("numpy", "torch"):
             be = get_backend(name, dtype)
-            got = be.to_numpy(be.take_cols(be.asarray(x), idx))
-            np.testing.assert_array_equal(got, x[:, idx])
-        # a non-contiguous source (a column slice), as the solver's batches are
-        be = get_backend("torch", dtype)
-        sl = be.asarray(x)[:, 1:]
-        np.testing.assert_array_equal(be.to_numpy(be.take_cols(sl, idx[idx < 4])),
-                                      x[:, 1:][:, idx[idx < 4]])
+            got = be.to_numpy(be.take_rows(be.asarray(x), idx))
+            np.testing.assert_array_equal(got, x[idx])
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_transpose_copy_is_a_new_array(name):
+    """The solver centers the result in place: it must never alias the caller's Y."""
+    from cortexzoo.mapping.backend import get_backend
+
+    be = get_backend(name, "float64")
+    Y = np.random.default_rng(1).normal(size=(6, 4))
+    for src in (Y, Y[:, 1:3], Y[:, 2:3], be.asarray(Y), be.asarray(Y)[:, 2:3]):
+        keep = be.to_numpy(src).copy()
+        T = be.transpose_copy(src)
+        np.testing.assert_array_equal(be.to_numpy(T), keep.T)
+        T -= 1.0
+        np.testing.assert_array_equal(be.to_numpy(src), keep)
+    # float32 backend from float64 input: converted, same values
+    be32 = get_backend(name, "float32")
+    np.testing.assert_array_equal(be32.to_numpy(be32.transpose_copy(Y)), Y.T.astype(np.float32))
 
 
 def test_batching_does_not_change_results():

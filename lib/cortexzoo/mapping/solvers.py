@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, col_dot, col_sqnorm
+from .backend import Backend, col_dot, col_sqnorm, row_dot, row_sqnorm
 
 __all__ = ["Decomposition", "decompose", "loo_complement", "loo_scan", "fit_coef",
            "project_validation", "default_alphas", "check_alphas"]
@@ -278,13 +278,18 @@ def _budget(dec: Decomposition, Y: Any) -> int:
 
 @dataclass
 class _Tables:
-    """Per-alpha quantities shared by every batch of targets."""
+    """Per-alpha quantities shared by every batch of targets, one row per alpha.
+
+    Targets are handled targets-major ([targets, samples] arrays, one row per target),
+    so that picking the alpha or the target of each (alpha, target) pair is a copy of
+    contiguous rows, never a strided column gather.
+    """
 
     al: Any          # [A]
-    G: Any           # [n, A] 1 - h
-    shrink: Any      # [r, A] alpha / (s2 + alpha)
-    fit_frac: Any    # [r, A] s2 / (s2 + alpha)
-    hat: Any         # [n, A] h (with the intercept's 1/n)
+    G: Any           # [A, n] 1 - h
+    shrink: Any      # [A, r] alpha / (s2 + alpha)
+    fit_frac: Any    # [A, r] s2 / (s2 + alpha)
+    hat: Any         # [A, n] h (with the intercept's 1/n)
     wmin: np.ndarray  # [A] min over samples of (1 - h)^-2
     wmax: np.ndarray  # [A] max over samples of (1 - h)^-2
     wmean: np.ndarray  # [A] mean over samples of (1 - h)^-2
@@ -292,15 +297,15 @@ class _Tables:
 
 def _tables(dec: Decomposition, alphas: np.ndarray, backend: Backend) -> _Tables:
     al = backend.asarray(alphas)
-    denom = dec.s2[:, None] + al[None, :]
-    shrink = al[None, :] / denom
-    fit_frac = dec.s2[:, None] / denom
+    denom = al[:, None] + dec.s2[None, :]
+    shrink = al[:, None] / denom
+    fit_frac = dec.s2[None, :] / denom
     del denom
     U2 = dec.U * dec.U
-    G = U2 @ shrink
+    G = shrink @ U2.T
     if dec.lev_perp is not None:
-        G = G + dec.lev_perp[:, None]
-    hat = U2 @ fit_frac
+        G = G + dec.lev_perp[None, :]
+    hat = fit_frac @ U2.T
     del U2
     if dec.fit_intercept:
         hat = hat + 1.0 / dec.n_samples
@@ -309,7 +314,7 @@ def _tables(dec: Decomposition, alphas: np.ndarray, backend: Backend) -> _Tables
     G_np = backend.to_numpy(G).astype(np.float64)
     with np.errstate(divide="ignore"):
         w = 1.0 / G_np ** 2
-    return _Tables(al, G, shrink, fit_frac, hat, w.min(0), w.max(0), w.mean(0))
+    return _Tables(al, G, shrink, fit_frac, hat, w.min(1), w.max(1), w.mean(1))
 
 
 def _take_cols(Y: Any, cols: np.ndarray) -> Any:
@@ -321,53 +326,54 @@ def _take_cols(Y: Any, cols: np.ndarray) -> Any:
 
 
 def _prepare(dec: Decomposition, backend: Backend, Ysrc: Any) -> tuple[Any, Any, Any, Any]:
-    """Centered targets Yc, their means, Z = U^T Yc and bounds on ||Yc - U Z||^2.
+    """Centered targets, targets-major: Yc [B, n], their means [B], Z = Yc U [B, r], and
+    bounds on ``||Yc - Z U^T||^2`` per target.
 
     The last is None when centered targets lie in span(U) (dual form); else a float64
     array [2, B] of lower and upper bounds on the squared norm of the part of Yc outside
     span(U), ``||Yc||^2 - ||Z||^2`` widened by its rounding error. That part itself is
-    never formed: residuals are computed as ``Yc - U (f * Z)``.
+    never formed: residuals are computed as ``Yc - (f * Z) U^T``.
     """
-    Yc = backend.asarray(Ysrc)
-    if backend.shares_memory(Yc, Ysrc):
-        Yc = backend.copy(Yc)
+    Yc = backend.transpose_copy(Ysrc)      # [B, n]: always a new array, safe to center
     ymean = None
     if dec.fit_intercept:
-        ymean = backend.mean(Yc, 0)
-        Yc -= ymean[None, :]
-    Z = dec.U.T @ Yc
+        ymean = backend.mean(Yc, 1)
+        Yc -= ymean[:, None]
+    Z = Yc @ dec.U
     perp = None
     if not dec.complete:
-        f64 = lambda a: backend.to_numpy(col_sqnorm(backend, a)).astype(np.float64)  # noqa: E731
+        f64 = lambda a: backend.to_numpy(row_sqnorm(backend, a)).astype(np.float64)  # noqa: E731
         yy = f64(Yc)
         d = np.maximum(yy - f64(Z), 0.0)
         eps = dec.u_eps or np.finfo(np.dtype(backend.dtype)).eps
-        slack = 4.0 * (dec.n_samples + int(Z.shape[0])) * eps * yy
+        slack = 4.0 * (dec.n_samples + int(Z.shape[1])) * eps * yy
         perp = np.stack([np.maximum(d - slack, 0.0), d + slack])
     return Yc, ymean, Z, perp
 
 
 def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any, best: Any,
             idx_np: np.ndarray, two_forms: bool) -> tuple[Any, np.ndarray, np.ndarray]:
-    """Centered LOO predictions, Pearson r and explained variance at the chosen alphas.
+    """Centered LOO predictions [B, n], Pearson r and explained variance at the chosen alphas.
 
-    Without ``two_forms`` the prediction is y - residual: rounding error about n eps
-    relative, far below 1e-6 in float64 with an exact float64 decomposition. With it
-    (float32, or float64 on a float32 decomposition) two exact forms are combined, each
-    accurate in one regime: (yhat - h y) / (1 - h) at strong shrinkage (no cancellation
-    when predictions vary little), y - residual near interpolation; per entry, the one
-    with the smaller rounding-error bound is kept. The residual itself (accurate when
-    the fit is good) gives the explained variance.
+    Targets-major, as :func:`_prepare`. Without ``two_forms`` the prediction is
+    y - residual: rounding error about n eps relative, far below 1e-6 in float64 with an
+    exact float64 decomposition. With it (float32, or float64 on a float32
+    decomposition) two exact forms are combined, each accurate in one regime:
+    (yhat - h y) / (1 - h) at strong shrinkage (no cancellation when predictions vary
+    little), y - residual near interpolation; per entry, the one with the smaller
+    rounding-error bound is kept. The residual itself (accurate when the fit is good)
+    gives the explained variance.
     """
     if two_forms:
         sel = _index(backend, idx_np)
-        pred = dec.U @ (backend.take_cols(tab.fit_frac, sel) * Z)          # yhat
+        rows = backend.take_rows
+        pred = (rows(tab.fit_frac, sel) * Z) @ dec.U.T          # yhat
         err = abs(pred)
-        hy = backend.take_cols(tab.hat, sel) * Yc
+        hy = rows(tab.hat, sel) * Yc
         err += abs(hy)
         pred -= hy
         del hy
-        Gs = backend.take_cols(tab.G, sel)
+        Gs = rows(tab.G, sel)
         pred /= Gs
         err /= Gs
         del Gs
@@ -377,15 +383,15 @@ def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
         del err, err_resid
     else:
         pred = Yc - best
-    ycen = Yc if dec.fit_intercept else Yc - backend.mean(Yc, 0)[None, :]
-    pc = pred - backend.mean(pred, 0)[None, :]
-    cov = col_dot(backend, ycen, pc)
-    var_pred = col_sqnorm(backend, pc)
+    ycen = Yc if dec.fit_intercept else Yc - backend.mean(Yc, 1)[:, None]
+    pc = pred - backend.mean(pred, 1)[:, None]
+    cov = row_dot(backend, ycen, pc)
+    var_pred = row_sqnorm(backend, pc)
     del pc
-    rc = best - backend.mean(best, 0)[None, :]
-    var_res = col_sqnorm(backend, rc)
+    rc = best - backend.mean(best, 1)[:, None]
+    var_res = row_sqnorm(backend, rc)
     del rc
-    var_y = col_sqnorm(backend, ycen)
+    var_y = row_sqnorm(backend, ycen)
     f64 = lambda a: backend.to_numpy(a).astype(np.float64)  # noqa: E731
     vy = f64(var_y)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -484,15 +490,15 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
                 dec, backend, Yc, Z, perp, tab, margin)
         else:
             best = _residual(dec, tab, backend, Yc, Z, shared_idx)
-            best_mse = backend.to_numpy(col_sqnorm(backend, best)).astype(np.float64) / n
+            best_mse = backend.to_numpy(row_sqnorm(backend, best)).astype(np.float64) / n
             idx_np = np.full(j1 - j0, shared_idx, dtype=np.int64)
             mse_all = None
         pred, pearson, ev = _finish(dec, tab, backend, Yc, Z, best, idx_np,
                                     two_forms=backend.dtype != "float64")
         del best, Yc
         if dec.fit_intercept:
-            pred += ymean[None, :]
-        pred_np = backend.to_numpy(pred) if return_predictions else None
+            pred += ymean[:, None]
+        pred_np = backend.to_numpy(pred) if return_predictions else None   # [B, n]
         del pred
 
         if refine and mse_all is not None:
@@ -510,8 +516,8 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
                 pearson[cols], ev[cols] = r64, e64
                 if pred_np is not None:
                     if dec.fit_intercept:
-                        p64 += ymean64[None, :]
-                    pred_np[:, cols] = be64.to_numpy(p64)
+                        p64 += ymean64[:, None]
+                    pred_np[cols] = be64.to_numpy(p64)
                 del Yc64, Z64, Yp64, b64, p64
 
         out["alpha_index"][j0:j1] = idx_np
@@ -519,10 +525,10 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
         out["pearson"][j0:j1] = pearson
         out["ev"][j0:j1] = ev
         if pred_np is not None:
-            out["loo_predictions"][:, j0:j1] = pred_np
+            out["loo_predictions"][:, j0:j1] = pred_np.T
         del pred_np
         if return_coef:
-            W, b = _coef_batch(dec, Z, ymean, tab.al, idx_np, backend)
+            W, b = _coef_batch(dec, Z.T, ymean, tab.al, idx_np, backend)
             out["coef"][:, j0:j1] = W
             if b is not None:
                 out["intercept"][j0:j1] = b
@@ -535,12 +541,12 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
 
 def _residual(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
               a: int) -> Any:
-    """LOO residuals y - y_loo of every column at alpha index a."""
+    """LOO residuals y - y_loo [B, n] of every target (targets-major) at alpha index a."""
     if dec.complete:
-        P = dec.U @ (tab.shrink[:, a:a + 1] * Z)
+        P = (tab.shrink[a:a + 1] * Z) @ dec.U.T
     else:
-        P = backend.rsub_(dec.U @ (tab.fit_frac[:, a:a + 1] * Z), Yc)
-    P /= tab.G[:, a:a + 1]
+        P = backend.rsub_((tab.fit_frac[a:a + 1] * Z) @ dec.U.T, Yc)
+    P /= tab.G[a:a + 1]
     return P
 
 
@@ -553,7 +559,7 @@ def _shared_sse(dec: Decomposition, tab: _Tables, backend: Backend, Y: Any, bs: 
         Yc, _, Z, _ = _prepare(dec, backend, Y[:, j0:j1])
         for a in cand:
             P = _residual(dec, tab, backend, Yc, Z, int(a))
-            sse[a] += float(backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64).sum())
+            sse[a] += float(backend.to_numpy(row_sqnorm(backend, P)).astype(np.float64).sum())
             del P
     return sse
 
@@ -633,7 +639,7 @@ def fit_coef(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     for j0, j1 in _spans(t, bs):
         Yc, ymean, Z, _ = _prepare(dec, backend, Y[:, j0:j1])
         del Yc
-        W, b = _coef_batch(dec, Z, ymean, al, inv[j0:j1].astype(np.int64), backend)
+        W, b = _coef_batch(dec, Z.T, ymean, al, inv[j0:j1].astype(np.int64), backend)
         coef[:, j0:j1] = W
         if b is not None:
             intercept[j0:j1] = b
@@ -670,36 +676,48 @@ def _error_bounds(backend: Backend, Z: Any, perp: np.ndarray | None, shrink: Any
     The LOO residual is e_i / (1 - h_i) with e = Yperp + U (shrink * Z) the ordinary
     residual, so ``||e||^2 min_i (1-h_i)^-2 <= n MSE <= ||e||^2 max_i (1-h_i)^-2``, and
     ``||e||^2 = ||Yperp||^2 + sum_j shrink_j^2 Z_j^2`` (U has orthonormal columns);
-    ``perp`` bounds ``||Yperp||^2`` (see :func:`_prepare`).
+    ``perp`` bounds ``||Yperp||^2`` (see :func:`_prepare`). Z is [B, r], shrink [A, r].
     """
-    en = backend.to_numpy((shrink * shrink).T @ (Z * Z)).astype(np.float64)
+    en = backend.to_numpy((shrink * shrink) @ (Z * Z).T).astype(np.float64)
     if perp is None:
         return en * wmin[:, None], en * wmax[:, None]
     return (en + perp[0]) * wmin[:, None], (en + perp[1]) * wmax[:, None]
 
 
+def _row_block(backend: Backend, n: int) -> int | None:
+    """Rows of an [K, n] array processed at a time by numpy's single-threaded elementwise
+    passes, so that their operands stay in cache (about 1 MB); None: all at once."""
+    if backend.name != "numpy":
+        return None
+    return max(8, (1 << 20) // max(1, n * _itemsize(backend)))
+
+
 def _eval_pairs(dec: Decomposition, backend: Backend, Yc: Any, Z: Any, tab: _Tables,
                 a_idx: np.ndarray, j_idx: np.ndarray | None) -> tuple[Any, np.ndarray]:
-    """LOO residuals [n, K] and MSE [K] of the pairs (alpha a_idx[k], target j_idx[k]).
+    """LOO residuals [K, n] and MSE [K] of the pairs (alpha a_idx[k], target j_idx[k]).
 
-    One [n, r] x [r, K] product for all pairs (``j_idx`` None: every target once, in
+    One [K, r] x [r, n] product for all pairs (``j_idx`` None: every target once, in
     order): wide products run near the BLAS peak, one narrow product per alpha does not.
+    The elementwise passes that follow run over blocks of rows small enough for cache.
     """
+    rows = backend.take_rows
     ai = _index(backend, a_idx)
     ji = None if j_idx is None else _index(backend, j_idx)
-    take = backend.take_cols
-    Zs = Z if ji is None else take(Z, ji)
-    if dec.complete:     # residual U (shrink * Z)
-        Zs = take(tab.shrink, ai) * Zs
-        P = dec.U @ Zs
-    else:                # residual Yc - U (f * Z): no out-of-span part to store
-        Zs = take(tab.fit_frac, ai) * Zs
-        P = dec.U @ Zs
-        backend.rsub_(P, Yc if ji is None else take(Yc, ji))
+    Zs = rows(tab.shrink if dec.complete else tab.fit_frac, ai)
+    Zs *= Z if ji is None else rows(Z, ji)
+    P = Zs @ dec.U.T
     del Zs
-    P /= take(tab.G, ai)
-    mse = backend.to_numpy(col_sqnorm(backend, P)).astype(np.float64) / dec.n_samples
-    return P, mse
+    K = int(P.shape[0])
+    step = _row_block(backend, dec.n_samples) or K
+    mse = np.empty(K)
+    for k0, k1 in _spans(K, step):
+        Pk = P[k0:k1]
+        if not dec.complete:   # residual Yc - (f * Z) U^T: no out-of-span part stored
+            yk = Yc[k0:k1] if ji is None else rows(Yc, ji[k0:k1])
+            backend.rsub_(Pk, yk)
+        Pk /= rows(tab.G, ai[k0:k1])
+        mse[k0:k1] = backend.to_numpy(row_sqnorm(backend, Pk)).astype(np.float64)
+    return P, mse / dec.n_samples
 
 
 def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
@@ -707,7 +725,7 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
                        ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """Per-target alpha with the smallest exact LOO MSE, and the LOO residuals there.
 
-    Exact, but skips the costly [n, r] x [r, b] products of alphas that cannot win:
+    Exact, but skips the costly [b, r] x [r, n] products of alphas that cannot win:
     each target is first scored exactly at the alpha with the smallest upper bound
     (see :func:`_error_bounds`); then, round after round, at its not yet scored alpha
     with the smallest lower bound, as long as that bound does not exceed the best exact
@@ -715,11 +733,11 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
     play. Ties keep the first alpha of the grid, as scikit-learn. ``allowed`` [A, B]
     restricts the alphas of each target.
 
-    Returns the residuals [n, B] at the chosen alphas, their MSE [B], the alpha indices
+    Returns the residuals [B, n] at the chosen alphas, their MSE [B], the alpha indices
     [B] and the MSE of every alpha evaluated [A, B] (inf where pruned).
     """
-    B = int(Z.shape[1])
-    A = int(tab.shrink.shape[1])
+    B = int(Z.shape[0])
+    A = int(tab.shrink.shape[0])
     lo, hi = _error_bounds(backend, Z, perp, tab.shrink, tab.wmin, tab.wmax)
     lo = lo / dec.n_samples
     if allowed is not None:
@@ -754,7 +772,7 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
             if better.any():
                 k = np.nonzero(better)[0]
                 upd = jj[k]
-                best[:, _index(backend, upd)] = P[:, _index(backend, k)]
+                best[_index(backend, upd)] = P[_index(backend, k)]
                 best_mse[upd] = mse[k]
                 best_idx[upd] = aa[k]
             del P
