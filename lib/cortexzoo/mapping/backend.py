@@ -238,8 +238,8 @@ class TorchBackend(Backend):
             # transpose on the host in the source dtype, then one transfer
             return t.from_numpy(np.array(np.asarray(x).T, dtype=self.dtype, order="C",
                                          copy=True)).to(self.device)
-        return x.T.to(device=self.device, dtype=self._t_dtype).clone(
-            memory_format=t.contiguous_format)
+        return x.T.to(device=self.device, dtype=self._t_dtype, copy=True,
+                      memory_format=t.contiguous_format)
 
     def arange(self, n: int) -> Any:
         return self.torch.arange(n, device=self.device)

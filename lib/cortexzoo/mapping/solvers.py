@@ -726,8 +726,9 @@ def _select_per_target(dec: Decomposition, backend: Backend, Yc: Any, Z: Any,
     """Per-target alpha with the smallest exact LOO MSE, and the LOO residuals there.
 
     Exact, but skips the costly [b, r] x [r, n] products of alphas that cannot win:
-    each target is first scored exactly at the alpha with the smallest upper bound
-    (see :func:`_error_bounds`); then, round after round, at its not yet scored alpha
+    each target is first scored exactly at a guess of its best alpha (its upper bound,
+    see :func:`_error_bounds`, rescaled from the largest to the mean leverage weight);
+    then, round after round, at its not yet scored alpha
     with the smallest lower bound, as long as that bound does not exceed the best exact
     error found so far. Each round is one matrix product over all the targets still in
     play. Ties keep the first alpha of the grid, as scikit-learn. ``allowed`` [A, B]
