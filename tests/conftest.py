@@ -1,4 +1,4 @@
-"""Shared fixtures: a local Ray cluster and a real S3 API server on loopback.
+"""Shared fixtures: a local Ray cluster, and real S3 and GCS API servers on loopback.
 
 Environment variables must be set before Ray (or boto) is imported anywhere.
 """
@@ -14,6 +14,9 @@ os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
+# gcsfs's default filesystem asks Google's storage-control API (real credentials, real
+# network) for each bucket's type; the emulator has no such API
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import pytest  # noqa: E402
 
@@ -75,3 +78,41 @@ def s3_bucket(s3_server):
     name = "cz-" + uuid.uuid4().hex[:12]
     boto3.client("s3", endpoint_url=s3_server).create_bucket(Bucket=name)
     yield f"s3://{name}"
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """A real GCS JSON API (gcp-storage-emulator, in memory) on loopback; yields its URL.
+
+    STORAGE_EMULATOR_HOST is exported, which gcsfs (and Ray workers started later, see
+    ``worker_env``) read, so plain gs:// URIs reach it without credentials.
+    """
+    import logging
+
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True)
+    server.start()
+    logging.getLogger("gcp_storage_emulator").setLevel(logging.WARNING)
+    url = f"http://127.0.0.1:{port}"
+    old = os.environ.get("STORAGE_EMULATOR_HOST")
+    os.environ["STORAGE_EMULATOR_HOST"] = url
+    yield url
+    server.stop()
+    if old is None:
+        os.environ.pop("STORAGE_EMULATOR_HOST", None)
+    else:
+        os.environ["STORAGE_EMULATOR_HOST"] = old
+
+
+@pytest.fixture
+def gcs_bucket(gcs_server):
+    """A fresh, empty bucket; yields 'gs://NAME'."""
+    import uuid
+
+    import fsspec
+
+    name = "cz-" + uuid.uuid4().hex[:12]
+    fsspec.filesystem("gs").mkdir(name)
+    yield f"gs://{name}"
