@@ -102,6 +102,10 @@ def test_roundtrip_s3(s3_bucket):
     check_roundtrip(f"{s3_bucket}/some/prefix/ds", with_rdms=True)
 
 
+def test_roundtrip_gcs(gcs_bucket):
+    check_roundtrip(f"{gcs_bucket}/some/prefix/ds", with_rdms=True)
+
+
 def test_rdm_only_dataset(tmp_path):
     p = parts()
     # an RDM-only dataset still has a neuroid table, which may be empty

@@ -140,3 +140,25 @@ def test_store_errors_stop_the_scan_at_once(tiny_data, s3_server, s3_bucket, mon
     kept = ResultStore(s3_bucket + "/scan")
     assert len(kept.read_manifests()) == 1 and kept.completed_units() == set()
     json.dumps(kept.read_manifests()[0])
+
+
+def test_local_scan_with_gcs_data_and_results(tiny_data, gcs_bucket, tmp_path):
+    """gs:// end to end: the dataset read and every score written through gcsfs (a GCS
+    emulator on loopback) equal a scan of the same data between local folders."""
+    import fsspec
+    import numpy as np
+
+    fsspec.filesystem("gs").put(tiny_data + "/", gcs_bucket[5:] + "/ds/", recursive=True)
+    models = ["pixels", "timm:test_byobnet@random"]
+    remote = run_scan(ScanConfig(data=gcs_bucket + "/ds", models=models,
+                                 out=gcs_bucket + "/scan", engine="local", **COMMON))
+    local = run_scan(ScanConfig(data=tiny_data, models=models, out=str(tmp_path / "r"),
+                                engine="local", **COMMON))
+    got = ResultStore(gcs_bucket + "/scan").read_scores()
+    assert_exactly(got, expected(models, tiny_data))
+    a = got.sort_values(KEY).reset_index(drop=True)
+    b = local.scores.sort_values(KEY).reset_index(drop=True)
+    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-5, atol=1e-6)
+    assert remote.summary["rows_written"] == len(got)
+    man = ResultStore(gcs_bucket + "/scan").read_manifests()
+    assert len(man) == 1 and man[0]["summary"]["rows_written"] == len(got)

@@ -92,11 +92,11 @@ def stored_files(uri: str) -> list[str]:
     return sorted(p.rsplit("/", 1)[-1] for p in store.fs.find(store.root))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "gs"])
 def uri(request, tmp_path):
     if request.param == "local":
         return str(tmp_path / "results")
-    return request.getfixturevalue("s3_bucket") + "/shared/run"
+    return request.getfixturevalue({"s3": "s3_bucket", "gs": "gcs_bucket"}[request.param]) + "/shared/run"
 
 
 def test_two_writers_never_corrupt_each_other(uri, tmp_path):

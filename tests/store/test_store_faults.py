@@ -315,3 +315,101 @@ def test_valid_credentials_without_permission_fail_fast(auth_server):
     with pytest.raises(StoreAccessError):
         store.get_bytes("a.bin")
     assert time.monotonic() - t0 < 10  # SLOW would sleep >= 15 s before its first retry
+
+
+# ------------------------------------------------------------ GCS (gcsfs, emulator)
+
+
+@pytest.fixture
+def gcs_proxy(gcs_server):
+    p = FaultProxy(gcs_server)
+    yield p
+    p.close()
+
+
+@pytest.mark.parametrize("status,kind", [(503, "transient"), (500, "transient"), (429, "transient"),
+                                         ("503", "transient"), (408, "transient"),
+                                         (401, "auth"), (403, "auth"), (404, "not_found"),
+                                         (400, "permanent"), (None, "permanent")])
+def test_classify_gcsfs_http_errors(status, kind):
+    from gcsfs.retry import HttpError
+
+    exc = HttpError({"code": status, "message": "x"})
+    assert classify(exc) == kind
+    try:  # as gcsfs's callers see it: re-raised inside another error
+        try:
+            raise exc
+        except HttpError as inner:
+            raise OSError("write failed") from inner
+    except OSError as outer:
+        assert classify(outer) == kind
+
+
+def test_classify_gcs_credential_errors():
+    import google.auth.exceptions as ge
+    import requests.exceptions as rq
+
+    assert classify(ge.DefaultCredentialsError("no ADC")) == "auth"
+    assert classify(ge.RefreshError("token revoked")) == "auth"
+    assert classify(OSError("Forbidden: https://x/b/o\nno storage.objects.create")) == "auth"
+    assert classify(OSError("Forbidden by nobody")) == "permanent"  # not gcsfs's 403 form
+    assert classify(rq.ProxyError()) == "transient"  # gcsfs's form of a 502
+    assert classify(rq.ConnectionError()) == "transient"
+
+
+def test_gcs_access_denied_fails_fast_and_keeps_written_units(gcs_proxy, gcs_bucket):
+    store = ResultStore(gcs_bucket + "/res", retry=SLOW, endpoint_url=gcs_proxy.url)
+    store.write_scores(unit("m", "l0"), "u0")
+    gcs_proxy.inject("403", 1000)
+    t0 = time.monotonic()
+    with pytest.raises(StoreAccessError, match=re.escape(gcs_bucket + "/res")) as ei:
+        store.write_scores(unit("m", "l1"), "u1")
+    with pytest.raises(StoreAccessError, match="GOOGLE_APPLICATION_CREDENTIALS"):
+        store.read_scores()
+    assert time.monotonic() - t0 < 10  # SLOW would sleep >= 15 s before its first retry
+    assert gcs_proxy.url in str(ei.value)
+    assert store.retry_stats()["retries"] == 0
+    gcs_proxy.clear()
+    kept = ResultStore(gcs_bucket + "/res")
+    assert kept.completed_units() == {"u0"}
+    np.testing.assert_allclose(sorted(kept.read_scores()["value"]), [0.5, 0.6])
+
+
+def test_gcs_transient_fault_is_retried_by_gcsfs(gcs_proxy, gcs_bucket):
+    store = ResultStore(gcs_bucket + "/res", retry=SLOW, endpoint_url=gcs_proxy.url)
+    gcs_proxy.inject("503", 1, method="POST")  # the upload
+    store.write_scores(unit("m", "l0", 0.25), "u0")
+    assert gcs_proxy.injected() == 1
+    got = ResultStore(gcs_bucket + "/res").read_scores()
+    np.testing.assert_allclose(sorted(got["value"]), [0.25, 0.35])
+
+
+def test_gcs_missing_bucket_fails_fast(gcs_server):
+    uri = f"gs://cz-missing-{uuid.uuid4().hex[:8]}/x"
+    store = ResultStore(uri, retry=SLOW)
+    t0 = time.monotonic()
+    with pytest.raises(StoreNotFoundError, match=re.escape(uri) + ".*does not exist"):
+        store.write_scores(unit("m", "l0"), "u0")
+    with pytest.raises(StoreNotFoundError, match="bucket name"):
+        store.read_scores()
+    assert store.retry_stats()["retries"] == 0
+    assert time.monotonic() - t0 < 10
+
+
+def test_gcs_objects_only_role_on_an_empty_bucket(gcs_proxy, gcs_bucket):
+    """Ray's GCP service account has roles/storage.objectAdmin: objects may be listed,
+    read and written, but GET on the bucket itself answers 403. A new run on an empty
+    bucket must not take that for a missing bucket."""
+    # (GCS answers 404 for a missing bucket whoever asks, so only this bucket says 403)
+    gcs_proxy.inject("403", 1000, method="GET", path=rf"/storage/v1/b/{gcs_bucket[5:]}(\?|$)")
+    store = ResultStore(gcs_bucket + "/res", retry=SLOW, endpoint_url=gcs_proxy.url)
+    assert store.completed_units() == set()
+    assert store.get_json("manifest/none.json") is None
+    store.write_scores(unit("m", "l0", 0.25), "u0")
+    assert store.completed_units() == {"u0"}
+    np.testing.assert_allclose(sorted(store.read_scores()["value"]), [0.25, 0.35])
+    assert gcs_proxy.injected("403") >= 1  # the bucket was asked for, and refused
+    missing = ResultStore(f"gs://cz-missing-{uuid.uuid4().hex[:8]}/x", retry=SLOW,
+                          endpoint_url=gcs_proxy.url)
+    with pytest.raises(StoreNotFoundError, match="does not exist"):
+        missing.completed_units()

@@ -1,6 +1,7 @@
-"""A fault-injecting HTTP proxy for S3 endpoints: drills and tests of the store's retries.
+"""A fault-injecting HTTP proxy for object stores: drills and tests of the store's retries.
 
     proxy = FaultProxy("http://127.0.0.1:9000")      # in front of any S3 API (moto, MinIO)
+                                                      # or a GCS emulator (gcsfs reads the status)
     proxy.inject("503", 3, method="PUT")              # the next 3 PUTs get 503 SlowDown
     store = ResultStore("s3://bucket/x", endpoint_url=proxy.url)
     ...

@@ -533,7 +533,9 @@ class ResultStore:
     with exponential backoff and jitter, bounded in tries and time; the library's
     own retry loops (s3fs, botocore) are turned off for the store's filesystem
     unless ``retries``/``config_kwargs`` are given, so that the bound holds and
-    every retry is counted (:meth:`retry_stats`). Permanent errors are raised on
+    every retry is counted (:meth:`retry_stats`). gcsfs's own loop (6 tries, about
+    30 s per request) cannot be turned off per filesystem; on ``gs://`` the store
+    counts and retries what outlasts it. Permanent errors are raised on
     the first try with the URI in the message: :class:`StoreAccessError` (403, bad
     or missing credentials), :class:`StoreNotFoundError` (no such bucket). When
     retries run out, :class:`StoreUnavailableError`; an unreachable endpoint counts
@@ -643,6 +645,9 @@ class ResultStore:
         return self.root.split("/", 1)[0]
 
     def _endpoint(self) -> str:
+        if protocol_of(self.uri) in ("gs", "gcs"):
+            ep = self._storage_options.get("endpoint_url") or os.environ.get("STORAGE_EMULATOR_HOST")
+            return f"endpoint {ep}" if ep else "the project that owns the bucket"
         ep = (self._storage_options.get("endpoint_url")
               or (self._storage_options.get("client_kwargs") or {}).get("endpoint_url")
               or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"))
@@ -655,11 +660,17 @@ class ResultStore:
                 f"results URI {self.uri!r}: {action} {self._display(path)} was refused ({exc}); "
                 "check the folder's permissions")
         bucket = self._bucket()
+        if protocol_of(self.uri) in ("gs", "gcs"):
+            creds = ("`gcloud auth application-default login`, GOOGLE_APPLICATION_CREDENTIALS "
+                     "or the VM's service account with a Storage Object Admin role")
+        else:
+            creds = ("AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
+                     "instance role")
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return StoreAccessError(
-            f"results URI {self.uri!r}: {action} {self._display(path)} was refused ({name}: {exc}). "
-            "Check the credentials (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or the "
-            f"instance role), that they may list, read and write bucket {bucket!r}, and "
-            f"{self._endpoint()}")
+            f"results URI {self.uri!r}: {action} {self._display(path)} was refused ({name}: {first}). "
+            f"Check the credentials ({creds}), that they may list, read and write bucket "
+            f"{bucket!r}, and {self._endpoint()}")
 
     def _io(self, action: str, path: str, fn):
         """Run one filesystem call: retried on transient errors (remote stores only),
@@ -702,6 +713,16 @@ class ResultStore:
                 if classify(exc) == NOT_FOUND:
                     raise missing from exc
                 raise
+        elif protocol_of(self.uri) in ("gs", "gcs") and hasattr(fs, "call"):
+            # gcsfs's exists() lists the bucket when GET on it is refused, and an empty
+            # bucket then looks missing; GCS answers 404 for a missing bucket whoever asks
+            try:
+                self._io("checking bucket", bucket,
+                         lambda: fs.call("GET", "b/{}", bucket, json_out=True))
+            except FileNotFoundError as exc:
+                raise missing from exc
+            except StoreAccessError:
+                pass  # it exists; the role covers objects only (e.g. storage.objectAdmin)
         else:
             def probe() -> bool:
                 fs.invalidate_cache(bucket)

@@ -10,6 +10,11 @@ store goes through :func:`call_with_retry`. Errors are sorted into four kinds
 ``not_found``  404 (no such key or bucket): never retried (often a normal answer).
 ``permanent``  everything else (bad request, bad argument, local disk errors): never retried.
 
+Errors of s3fs (botocore codes) and of gcsfs (``HttpError`` status, a bare "Forbidden"
+``OSError`` for 403, google-auth credential errors) are both understood. gcsfs retries
+each request itself (6 tries, about 30 s) before an error reaches this loop; s3fs's and
+botocore's loops are turned off by the store instead, so on S3 every retry is counted here.
+
 The policy comes from the environment unless given (:meth:`RetryPolicy.from_env`):
 
 ============================== ======= ==============================================
@@ -96,16 +101,31 @@ def _transient_types() -> tuple[type, ...]:
         types += [aiohttp.ClientConnectionError, aiohttp.ClientPayloadError]
     except ImportError:
         pass
+    try:  # gcsfs turns a 502 into requests' ProxyError (a ConnectionError)
+        import requests.exceptions as rq
+
+        types += [rq.ConnectionError, rq.Timeout, rq.ChunkedEncodingError]
+    except ImportError:
+        pass
     return tuple(types)
 
 
 def _auth_types() -> tuple[type, ...]:
+    types: list[type] = []
     try:
         import botocore.exceptions as be
 
-        return (be.NoCredentialsError, be.PartialCredentialsError)
+        types += [be.NoCredentialsError, be.PartialCredentialsError]
     except ImportError:
-        return ()
+        pass
+    try:  # gcsfs: no default credentials, or a token that cannot be refreshed (gcsfs
+        # has already retried the refresh itself)
+        import google.auth.exceptions as ge
+
+        types += [ge.DefaultCredentialsError, ge.RefreshError]
+    except ImportError:
+        pass
+    return tuple(types)
 
 
 def _permanent_types() -> tuple[type, ...]:
@@ -129,6 +149,12 @@ def _types(kind: str) -> tuple[type, ...]:
 
 
 def _client_error_info(exc: BaseException) -> tuple[str | None, int | None] | None:
+    if type(exc).__name__ == "HttpError" and type(exc).__module__.startswith("gcsfs"):
+        # gcsfs: the HTTP status (an int or its string) and no S3-style code
+        try:
+            return None, int(getattr(exc, "code", None))
+        except (TypeError, ValueError):
+            return None, None
     resp = getattr(exc, "response", None)
     if not isinstance(resp, Mapping):
         return None
@@ -149,12 +175,18 @@ def _chain(exc: BaseException, limit: int = 8):
         exc = exc.__cause__ or exc.__context__
 
 
+def _gcs_forbidden(exc: BaseException) -> bool:
+    # gcsfs answers a 403 with a bare OSError("Forbidden: <url>\n<message>")
+    return type(exc) is OSError and exc.errno is None and str(exc).startswith("Forbidden: ")
+
+
 def classify(exc: BaseException) -> str:
     """Sort an error into ``transient``, ``auth``, ``not_found`` or ``permanent``.
 
     The whole cause chain is looked at, because s3fs turns a botocore ``ClientError``
     into a plain ``OSError`` and keeps the original as ``__cause__``; the most
-    specific answer (an S3 error code or HTTP status) wins.
+    specific answer (an S3 error code or HTTP status, or gcsfs's ``HttpError.code``)
+    wins.
     """
     if isinstance(exc, StoreUnavailableError):
         return PERMANENT  # already retried as long as the policy allows: never again
@@ -174,7 +206,7 @@ def classify(exc: BaseException) -> str:
     for e in chain:
         if isinstance(e, _types("permanent")):
             return PERMANENT
-        if isinstance(e, _types("auth")) or isinstance(e, PermissionError):
+        if isinstance(e, _types("auth")) or isinstance(e, PermissionError) or _gcs_forbidden(e):
             return AUTH
         if isinstance(e, FileNotFoundError):
             return NOT_FOUND
