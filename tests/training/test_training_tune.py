@@ -117,3 +117,20 @@ def test_campaign_interrupt_and_resume_from_s3(ray_local, s3_bucket, planted, tm
     assert preset.lr == pytest.approx(best_row["param_lr"]) and preset.epochs == 6
     png = store.get_bytes("plots/tune-tiny.png")
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_campaign_with_results_on_gcs(ray_local, gcs_bucket, planted):
+    """Tune's experiment folder and the campaign's tables on gs://, through gcsfs as the
+    result store (pyarrow's own GCS client would ignore the emulator)."""
+    from cortexzoo.training.space import load_space
+    from cortexzoo.training.tune import run_tune
+
+    out = gcs_bucket + "/results"
+    res = run_tune(planted, load_space(TINY), 2, out, cpus_per_trial=1, max_concurrent=1,
+                   verbose=0)
+    store = ResultStore(out)
+    assert store.fs.exists(store.root + "/tune/tiny/tuner.pkl")
+    trials = pd.read_parquet(io.BytesIO(store.get_bytes("campaigns/tiny/trials.parquet")))
+    assert len(trials) == 2 and set(trials["status"]) == {"TERMINATED"}
+    assert {f"tune-tiny-{t}" for t in trials["trial_id"]} <= store.completed_units()
+    np.testing.assert_allclose(sorted(trials["best_val_ev"]), sorted(res.trials["best_val_ev"]))

@@ -121,7 +121,10 @@ def default_actor_plan(num_actors: int | None = None) -> dict:
     return {"n": n, "num_gpus": 0, "num_cpus": per, "threads": threads}
 
 
-_FORWARDED_ENV = ("AWS_", "CORTEXZOO_", "HF_", "TORCH_HOME", "OMP_NUM_THREADS")
+# GOOGLE_APPLICATION_CREDENTIALS is not forwarded: it names a file on this node only
+# (GCP workers use their service account)
+_FORWARDED_ENV = ("AWS_", "CORTEXZOO_", "HF_", "TORCH_HOME", "OMP_NUM_THREADS",
+                  "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCSFS_")
 
 
 def worker_env() -> dict[str, str]:

@@ -1,17 +1,19 @@
-"""URI helpers: one code path for local folders and object stores (``s3://``).
+"""URI helpers: one code path for local folders and object stores (``s3://``, ``gs://``).
 
 Everything goes through fsspec, so any protocol with an installed fsspec
-implementation works; ``s3://`` (s3fs) and local paths are the tested ones.
+implementation works; ``s3://`` (s3fs), ``gs://`` (gcsfs) and local paths are the
+tested ones.
 """
 from __future__ import annotations
 
+import os
 import re
-from typing import Any
+from typing import Any, Mapping
 
 import fsspec
 import fsspec.core
 
-__all__ = ["url_to_fs", "join", "is_remote", "protocol_of"]
+__all__ = ["url_to_fs", "join", "is_remote", "protocol_of", "portable_options"]
 
 _PROTO_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://(.*)$", re.DOTALL)
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -66,3 +68,29 @@ def join(uri: str, *parts: str) -> str:
     if not base:  # the filesystem root "/"
         return "/" + tail
     return f"{base}/{tail}"
+
+
+def portable_options(uri: str, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Storage options that make ``uri``'s filesystem independent of the environment of
+    the process that unpickles it.
+
+    A filesystem handed to Ray (Train and Tune storage) is rebuilt from its pickle in
+    the controller and workers, whose environment may lack this process's endpoint
+    settings: ``AWS_ENDPOINT_URL`` and keys for s3://, ``STORAGE_EMULATOR_HOST`` for gs://.
+    Credentials found otherwise (profiles, instance roles, service accounts) are left to
+    each process.
+    """
+    env = os.environ if env is None else env
+    proto = protocol_of(uri)
+    opts: dict[str, Any] = {}
+    if proto in ("s3", "s3a"):
+        if env.get("AWS_ENDPOINT_URL"):
+            opts["endpoint_url"] = env["AWS_ENDPOINT_URL"]
+        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+            opts["key"], opts["secret"] = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    elif proto in ("gs", "gcs"):
+        host = env.get("STORAGE_EMULATOR_HOST", "")
+        if host and host != "default":
+            opts["endpoint_url"] = host if host.startswith(("http://", "https://")) else "http://" + host
+            opts["token"] = "anon"  # as gcsfs does for an emulator
+    return opts

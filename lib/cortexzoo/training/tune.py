@@ -154,7 +154,15 @@ def _storage(store: Any) -> str:
 
 
 def _storage_filesystem(uri: str):
-    """A pyarrow filesystem honouring AWS_ENDPOINT_URL for s3:// (None: Ray's default)."""
+    """A pyarrow filesystem honouring AWS_ENDPOINT_URL for s3://, gcsfs for gs://
+    (None: Ray's default)."""
+    if uri.startswith(("gs://", "gcs://")):
+        # pyarrow's own GCS client ignores STORAGE_EMULATOR_HOST and finds credentials
+        # its own way; gcsfs is what the result store uses
+        import pyarrow.fs as pafs
+
+        from ..store import portable_options, url_to_fs
+        return pafs.PyFileSystem(pafs.FSSpecHandler(url_to_fs(uri, **portable_options(uri))[0]))
     if not uri.startswith("s3://"):
         return None
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -213,10 +221,10 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
 
     Parameters
     ----------
-    data_uri : dataset folder (local or s3://).
+    data_uri : dataset folder (local, s3:// or gs://).
     space : a SearchSpace or the path of its YAML (see :mod:`cortexzoo.training.space`).
     num_samples : number of trials (ignored on resume: a restored campaign keeps its own).
-    out : results URI (local or s3://).
+    out : results URI (local, s3:// or gs://).
     name : campaign name (default: the space's name); the experiment lives in
         ``<out>/tune/<name>``.
     resume : restore an interrupted campaign; finished trials are not repeated.

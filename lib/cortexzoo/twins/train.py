@@ -424,7 +424,7 @@ class PairResult:
 
 def _storage(out: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Ray Train under ``OUT/twins/ray``."""
-    from ..store import is_remote, join, url_to_fs
+    from ..store import is_remote, join, portable_options, url_to_fs
 
     uri = join(out, "twins", "ray")
     if not is_remote(uri):
@@ -433,16 +433,8 @@ def _storage(out: str) -> tuple[str, Any]:
         return path, None
     import pyarrow.fs as pafs
 
-    opts: dict[str, Any] = {}
-    if uri.startswith(("s3://", "s3a://")):
-        # Ray's controller and workers rebuild this filesystem from its pickle; pass the
-        # endpoint and keys explicitly so that they need not inherit this process's env
-        env = os.environ
-        if env.get("AWS_ENDPOINT_URL"):
-            opts["endpoint_url"] = env["AWS_ENDPOINT_URL"]
-        if env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
-            opts["key"], opts["secret"] = env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
-    fs, path = url_to_fs(uri, **opts)
+    # Ray's controller and workers rebuild this filesystem from its pickle
+    fs, path = url_to_fs(uri, **portable_options(uri))
     return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
