@@ -172,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("scan", help="score every layer of a zoo of models against a dataset")
     s.add_argument("--config", help="YAML scan config (keys of ScanConfig); flags override it")
-    s.add_argument("--data", help="dataset folder URI (local or s3://); default: embedded")
+    s.add_argument("--data", help="dataset folder URI (local, s3:// or gs://); default: embedded")
     s.add_argument("--models", help="comma-separated specs SOURCE:NAME@WEIGHTS, glob patterns, "
                    "'curated', or a text file with one spec per line")
-    s.add_argument("--out", help="results URI (local or s3://); default ./cortexzoo-results")
+    s.add_argument("--out", help="results URI (local, s3:// or gs://); default ./cortexzoo-results")
     s.add_argument("--layers", help="comma-separated layer names (default: all)")
     s.add_argument("--engine", choices=["ray", "local"])
     s.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local instance)")

@@ -40,7 +40,7 @@ def convert_cowley_v4(src_dir: str, out_uri: str, session: str | None = None,
     Parameters
     ----------
     src_dir : local folder with the two files.
-    out_uri : target dataset folder (local or s3).
+    out_uri : target dataset folder (local, s3:// or gs://).
     session : the session tag; inferred from the single ``raw_*.npy`` file when omitted.
     overwrite : replace an existing dataset at `out_uri`.
     """

@@ -166,14 +166,14 @@ def register_cli(subparsers: Any) -> None:
         "finetune", help="train backbone + decoder networks (and pixel baselines) end to end",
         description="Fine-tune a network to predict neuroids and write val/test EV and r to "
                     "the scores table (method 'finetune').")
-    f.add_argument("--data", required=True, help="dataset folder URI (local or s3://)")
+    f.add_argument("--data", required=True, help="dataset folder URI (local, s3:// or gs://)")
     f.add_argument("--preset", help="comma-separated preset names (resnet34-it, "
                    "vgg11bn-5blocks-it, shallow-cnn, pixels) or preset YAML paths/URIs; "
                    "default resnet34-it")
     f.add_argument("--config", help="a FinetuneConfig YAML (instead of / besides --preset)")
     f.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a setting, e.g. --set epochs=10 --set image_size=128")
-    f.add_argument("--out", default="cortexzoo-results", help="results URI (local or s3://)")
+    f.add_argument("--out", default="cortexzoo-results", help="results URI (local, s3:// or gs://)")
     f.add_argument("--device", help="torch device (default: cuda when available)")
     f.add_argument("--run-id")
     f.add_argument("--force", action="store_true", help="retrain even if the unit exists")
@@ -187,10 +187,10 @@ def register_cli(subparsers: Any) -> None:
         description="Search fine-tuning settings; writes trials, scores, the best preset and "
                     "a plot under --out.")
     t.add_argument("--config", help="campaign YAML with keys " + ", ".join(sorted(TUNE_CONFIG_KEYS)))
-    t.add_argument("--data", help="dataset folder URI (local or s3://)")
+    t.add_argument("--data", help="dataset folder URI (local, s3:// or gs://)")
     t.add_argument("--space", help="search-space YAML (see tune_spaces/)")
     t.add_argument("--trials", type=int, help="number of trials (default 10)")
-    t.add_argument("--out", help="results URI (local or s3://)")
+    t.add_argument("--out", help="results URI (local, s3:// or gs://)")
     t.add_argument("--name", help="campaign name (default: the space's name)")
     t.add_argument("--resume", action="store_true", help="continue an interrupted campaign")
     t.add_argument("--cpus-per-trial", dest="cpus_per_trial", type=float)

@@ -16,7 +16,7 @@ __all__ = ["make_planted_dataset"]
 def make_planted_dataset(uri: str, n_stimuli: int = 160, size: int = 32, blocks: int = 2,
                          n_neuroids: int = 20, n_reps: int = 8, seed: int = 0,
                          mean_rate: float = 20.0, n_components: int | None = 4) -> str:
-    """Write the planted dataset folder at `uri` (local or s3://) and return its URI."""
+    """Write the planted dataset folder at `uri` (local, s3:// or gs://) and return its URI."""
     import torch
 
     from cortexzoo.data.synthetic import make_images, planted_dataset

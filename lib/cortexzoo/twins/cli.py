@@ -135,8 +135,8 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser, training: bool) -> None:
     p.add_argument("--config", help="YAML twins config; flags override it")
-    p.add_argument("--data", help="sessions root URI (local or s3://)")
-    p.add_argument("--out", help="results URI (local or s3://)")
+    p.add_argument("--data", help="sessions root URI (local, s3:// or gs://)")
+    p.add_argument("--out", help="results URI (local, s3:// or gs://)")
     p.add_argument("--encoders", help="comma-separated: cnn,resnet18,efficientnet_b0,"
                    "mobilenet_v2,alexnet,squeezenet1_1,shufflenet_v2_x1_0,regnet_y_400mf")
     p.add_argument("--seeds", help="comma-separated run seeds, e.g. 0,1,2")
