@@ -223,24 +223,37 @@ def test_out_of_retries_fails_in_bounded_time_and_keeps_written_units(proxy, s3_
     assert len(kept.read_scores()) == 4
 
 
-def test_access_denied_fails_fast_and_keeps_written_units(proxy, s3_bucket):
-    store = store_via(proxy, s3_bucket, SLOW)
-    store.write_scores(unit("m", "l0"), "u0")
-    proxy.inject("403", 1000)
-    t0 = time.monotonic()
-    with pytest.raises(StoreAccessError, match=re.escape(s3_bucket + "/res")) as ei:
-        store.write_scores(unit("m", "l1"), "u1")
-    with pytest.raises(StoreAccessError, match="credentials"):
-        store.read_scores()
-    assert time.monotonic() - t0 < 10  # SLOW would sleep >= 15 s before its first retry
-    assert "AccessDenied" in str(ei.value)
-    assert store.retry_stats()["retries"] == 0
-    proxy.clear()
-    assert ResultStore(s3_bucket + "/res").completed_units() == {"u0"}
+@pytest.mark.parametrize("proto", ["s3", "gs"])
+def test_access_denied_fails_fast_and_keeps_written_units(proto, request):
+    server = request.getfixturevalue({"s3": "s3_server", "gs": "gcs_server"}[proto])
+    bucket = request.getfixturevalue({"s3": "s3_bucket", "gs": "gcs_bucket"}[proto])
+    proxy = FaultProxy(server)
+    try:
+        store = store_via(proxy, bucket, SLOW)
+        store.write_scores(unit("m", "l0"), "u0")
+        proxy.inject("403", 1000)
+        t0 = time.monotonic()
+        with pytest.raises(StoreAccessError, match=re.escape(bucket + "/res")) as ei:
+            store.write_scores(unit("m", "l1"), "u1")
+        hint = {"s3": "AWS_ACCESS_KEY_ID", "gs": "GOOGLE_APPLICATION_CREDENTIALS"}[proto]
+        with pytest.raises(StoreAccessError, match=hint):
+            store.read_scores()
+        assert time.monotonic() - t0 < 10  # SLOW would sleep >= 15 s before its first retry
+        assert proxy.url in str(ei.value)
+        assert proto == "gs" or "AccessDenied" in str(ei.value)
+        assert store.retry_stats()["retries"] == 0
+        proxy.clear()
+    finally:
+        proxy.close()
+    kept = ResultStore(bucket + "/res")
+    assert kept.completed_units() == {"u0"}
+    np.testing.assert_allclose(sorted(kept.read_scores()["value"]), [0.5, 0.6])
 
 
-def test_missing_bucket_fails_fast_with_slow_policy(s3_server):
-    uri = f"s3://cz-missing-{uuid.uuid4().hex[:8]}/x"
+@pytest.mark.parametrize("proto,server", [("s3", "s3_server"), ("gs", "gcs_server")])
+def test_missing_bucket_fails_fast_with_slow_policy(proto, server, request):
+    request.getfixturevalue(server)
+    uri = f"{proto}://cz-missing-{uuid.uuid4().hex[:8]}/x"
     store = ResultStore(uri, retry=SLOW)
     t0 = time.monotonic()
     with pytest.raises(StoreNotFoundError, match=re.escape(uri) + ".*does not exist"):
@@ -357,24 +370,6 @@ def test_classify_gcs_credential_errors():
     assert classify(rq.ConnectionError()) == "transient"
 
 
-def test_gcs_access_denied_fails_fast_and_keeps_written_units(gcs_proxy, gcs_bucket):
-    store = ResultStore(gcs_bucket + "/res", retry=SLOW, endpoint_url=gcs_proxy.url)
-    store.write_scores(unit("m", "l0"), "u0")
-    gcs_proxy.inject("403", 1000)
-    t0 = time.monotonic()
-    with pytest.raises(StoreAccessError, match=re.escape(gcs_bucket + "/res")) as ei:
-        store.write_scores(unit("m", "l1"), "u1")
-    with pytest.raises(StoreAccessError, match="GOOGLE_APPLICATION_CREDENTIALS"):
-        store.read_scores()
-    assert time.monotonic() - t0 < 10  # SLOW would sleep >= 15 s before its first retry
-    assert gcs_proxy.url in str(ei.value)
-    assert store.retry_stats()["retries"] == 0
-    gcs_proxy.clear()
-    kept = ResultStore(gcs_bucket + "/res")
-    assert kept.completed_units() == {"u0"}
-    np.testing.assert_allclose(sorted(kept.read_scores()["value"]), [0.5, 0.6])
-
-
 def test_gcs_transient_fault_is_retried_by_gcsfs(gcs_proxy, gcs_bucket):
     store = ResultStore(gcs_bucket + "/res", retry=SLOW, endpoint_url=gcs_proxy.url)
     gcs_proxy.inject("503", 1, method="POST")  # the upload
@@ -383,17 +378,6 @@ def test_gcs_transient_fault_is_retried_by_gcsfs(gcs_proxy, gcs_bucket):
     got = ResultStore(gcs_bucket + "/res").read_scores()
     np.testing.assert_allclose(sorted(got["value"]), [0.25, 0.35])
 
-
-def test_gcs_missing_bucket_fails_fast(gcs_server):
-    uri = f"gs://cz-missing-{uuid.uuid4().hex[:8]}/x"
-    store = ResultStore(uri, retry=SLOW)
-    t0 = time.monotonic()
-    with pytest.raises(StoreNotFoundError, match=re.escape(uri) + ".*does not exist"):
-        store.write_scores(unit("m", "l0"), "u0")
-    with pytest.raises(StoreNotFoundError, match="bucket name"):
-        store.read_scores()
-    assert store.retry_stats()["retries"] == 0
-    assert time.monotonic() - t0 < 10
 
 
 def test_gcs_objects_only_role_on_an_empty_bucket(gcs_proxy, gcs_bucket):
