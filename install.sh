@@ -6,7 +6,8 @@ cd "$(dirname "$0")"
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-# torch first and pinned: an unpinned torch pulls several GB of CUDA wheels.
+# torch first and pinned (the lock leaves it out): the version the tests ran with. On Linux
+# PyPI's wheel brings its CUDA libraries (about 3 GB) even where there is no GPU.
 .venv/bin/python -m pip install -q torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install -q -r requirements-lock.txt
 .venv/bin/python -m pip install -q --no-deps -e .
