@@ -69,12 +69,13 @@ def _write(uri, n=12, size=20):
     return imgs
 
 
-@pytest.mark.parametrize("where", ["local", "s3"])
+@pytest.mark.parametrize("where", ["local", "s3", "gs"])
 def test_image_tensor_streams_and_matches_preprocess(where, tmp_path, monkeypatch, request):
     from cortexzoo.zoo import PreprocessConfig
 
     monkeypatch.setenv("CORTEXZOO_TRAIN_CACHE", str(tmp_path / "cache"))
-    uri = str(tmp_path / "ds") if where == "local" else request.getfixturevalue("s3_bucket") + "/ds"
+    uri = str(tmp_path / "ds") if where == "local" else \
+        request.getfixturevalue({"s3": "s3_bucket", "gs": "gcs_bucket"}[where]) + "/ds"
     imgs = _write(uri)
     ds = load_dataset(uri)
     pre = PreprocessConfig(16, 18, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), "bilinear")

@@ -145,8 +145,9 @@ def test_index_names_unknown_session(tmp_path):
         load_sessions(root)
 
 
-def test_sessions_on_s3(s3_bucket):
-    root = s3_bucket + "/sessions"
+@pytest.mark.parametrize("bucket", ["s3_bucket", "gcs_bucket"])
+def test_sessions_on_object_storage(bucket, request):
+    root = request.getfixturevalue(bucket) + "/sessions"
     make_synthetic_sessions(root, n_animals=2, n_neurons=3, n_frames=300, height=8, width=8)
     coll = load_sessions(root)
     assert coll.n_neurons() == {"mouse00": 3, "mouse01": 3} and coll.frame_shape == (8, 8)
