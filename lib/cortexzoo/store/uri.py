@@ -92,5 +92,5 @@ def portable_options(uri: str, env: Mapping[str, str] | None = None) -> dict[str
         host = env.get("STORAGE_EMULATOR_HOST", "")
         if host and host != "default":
             opts["endpoint_url"] = host if host.startswith(("http://", "https://")) else "http://" + host
-            opts["token"] = "anon"  # as gcsfs does for an emulator
+            opts["token"] = "anon"  # an emulator takes none; skips probing for credentials
     return opts
