@@ -65,13 +65,12 @@ def test_gcs_filesystem_survives_a_pickle_into_a_bare_environment(gcs_bucket, mo
     whose environment lacks STORAGE_EMULATOR_HOST; it must still reach the same store."""
     import pickle
 
-    import pyarrow.fs as pafs
-
-    from cortexzoo.store import portable_options
+    from cortexzoo.store import portable_pyarrow_fs
 
     uri = gcs_bucket + "/ray"
-    fs, path = url_to_fs(uri, **portable_options(uri))
-    blob = pickle.dumps(pafs.PyFileSystem(pafs.FSSpecHandler(fs)))
+    pa_fs, path = portable_pyarrow_fs(uri)
+    blob = pickle.dumps(pa_fs)
+    fs = pa_fs.handler.fs
     monkeypatch.delenv("STORAGE_EMULATOR_HOST")
     type(fs).clear_instance_cache()  # as in a fresh process: no instance answers for it
     clone = pickle.loads(blob)

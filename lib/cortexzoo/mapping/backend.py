@@ -263,24 +263,6 @@ def get_backend(backend: str | Backend = "numpy", dtype: str = "float64",
 
 
 # ---- a few composite operations the solvers need, implemented per backend ----
-def _np_col_sqnorm(x: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->j", x, x)
-
-
-def col_sqnorm(backend: Backend, x: Any) -> Any:
-    """Sum of squares of each column, without allocating a temporary of x's size."""
-    if backend.name == "numpy":
-        return _np_col_sqnorm(x)
-    return backend.torch.linalg.vector_norm(x, dim=0) ** 2
-
-
-def col_dot(backend: Backend, a: Any, b: Any) -> Any:
-    """Column-wise dot products sum_i a_ij b_ij."""
-    if backend.name == "numpy":
-        return np.einsum("ij,ij->j", a, b)
-    return (a * b).sum(dim=0)
-
-
 def row_sqnorm(backend: Backend, x: Any) -> Any:
     """Sum of squares of each row."""
     if backend.name == "numpy":

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, col_dot, col_sqnorm, row_dot, row_sqnorm
+from .backend import Backend, row_dot, row_sqnorm
 
 __all__ = ["Decomposition", "decompose", "loo_complement", "loo_scan", "fit_coef",
            "project_validation", "default_alphas", "check_alphas"]
@@ -102,7 +102,7 @@ def _householder_to_ones(backend: Backend, n: int) -> tuple[Any, float]:
     v = backend.full((n,), 1.0 / np.sqrt(n))
     v = -v
     v[0] = v[0] + 1.0  # v = e1 - u
-    vv = float(backend.to_numpy(col_dot(backend, v[:, None], v[:, None]))[0])
+    vv = float(backend.to_numpy(row_dot(backend, v[None, :], v[None, :]))[0])
     return v, 2.0 / vv
 
 
@@ -202,7 +202,7 @@ def decompose(X: Any, backend: Backend, fit_intercept: bool = True, mode: str = 
         U, s, Vt = U[:, :keep], s[:keep], Vt[:keep]
         s2 = s * s
         # 1 - 1/n - ||U_i||^2: the leverage no alpha can change (zero when p >= n - 1)
-        lev = col_sqnorm(backend, U.T)
+        lev = row_sqnorm(backend, U)
         lev_perp = 1.0 - lev - (1.0 / n if fit_intercept else 0.0)
         lev_perp = backend.clip_min(lev_perp, 0.0)
         return Decomposition("primal", U, s2, n, p, fit_intercept, x_mean, Vt=Vt, s=s,
@@ -216,7 +216,7 @@ def decompose(X: Any, backend: Backend, fit_intercept: bool = True, mode: str = 
         # H K H = K - v w^T - w v^T with w = beta K v - beta^2 (v^T K v) / 2 v, in place.
         v, beta = _householder_to_ones(backend, n)
         Kv = K @ v
-        vKv = float(backend.to_numpy(col_dot(backend, v[:, None], Kv[:, None]))[0])
+        vKv = float(backend.to_numpy(row_dot(backend, v[None, :], Kv[None, :]))[0])
         w = beta * Kv - (0.5 * beta * beta * vKv) * v
         _rank2_update_(backend, K, v, w)
         del Kv, w

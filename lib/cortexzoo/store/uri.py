@@ -13,7 +13,8 @@ from typing import Any, Mapping
 import fsspec
 import fsspec.core
 
-__all__ = ["url_to_fs", "join", "is_remote", "protocol_of", "portable_options"]
+__all__ = ["url_to_fs", "join", "is_remote", "protocol_of", "portable_options",
+           "portable_pyarrow_fs"]
 
 _PROTO_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://(.*)$", re.DOTALL)
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -94,3 +95,13 @@ def portable_options(uri: str, env: Mapping[str, str] | None = None) -> dict[str
             opts["endpoint_url"] = host if host.startswith(("http://", "https://")) else "http://" + host
             opts["token"] = "anon"  # an emulator takes none; skips probing for credentials
     return opts
+
+
+def portable_pyarrow_fs(uri: str) -> tuple[Any, str]:
+    """``(pyarrow filesystem, path)`` for Ray Train / Tune storage at a remote ``uri``:
+    the fsspec filesystem the store uses, with :func:`portable_options`, wrapped for
+    pyarrow (pyarrow's own GCS client, for one, ignores STORAGE_EMULATOR_HOST)."""
+    import pyarrow.fs as pafs
+
+    fs, path = url_to_fs(uri, **portable_options(uri))
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path

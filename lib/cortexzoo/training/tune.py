@@ -157,12 +157,8 @@ def _storage_filesystem(uri: str):
     """A pyarrow filesystem honouring AWS_ENDPOINT_URL for s3://, gcsfs for gs://
     (None: Ray's default)."""
     if uri.startswith(("gs://", "gcs://")):
-        # pyarrow's own GCS client ignores STORAGE_EMULATOR_HOST and finds credentials
-        # its own way; gcsfs is what the result store uses
-        import pyarrow.fs as pafs
-
-        from ..store import portable_options, url_to_fs
-        return pafs.PyFileSystem(pafs.FSSpecHandler(url_to_fs(uri, **portable_options(uri))[0]))
+        from ..store import portable_pyarrow_fs
+        return portable_pyarrow_fs(uri)[0]
     if not uri.startswith("s3://"):
         return None
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

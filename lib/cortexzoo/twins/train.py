@@ -424,18 +424,16 @@ class PairResult:
 
 def _storage(out: str) -> tuple[str, Any]:
     """(storage_path, storage_filesystem) for Ray Train under ``OUT/twins/ray``."""
-    from ..store import is_remote, join, portable_options, url_to_fs
+    from ..store import is_remote, join, portable_pyarrow_fs
 
     uri = join(out, "twins", "ray")
     if not is_remote(uri):
         path = os.path.abspath(uri.removeprefix("file://"))
         os.makedirs(path, exist_ok=True)
         return path, None
-    import pyarrow.fs as pafs
-
     # Ray's controller and workers rebuild this filesystem from its pickle
-    fs, path = url_to_fs(uri, **portable_options(uri))
-    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    fs, path = portable_pyarrow_fs(uri)
+    return path, fs
 
 
 def _auto_concurrency(run: TwinsRunConfig) -> int:
