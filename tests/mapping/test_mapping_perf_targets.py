@@ -40,23 +40,27 @@ def _reference(X: np.ndarray, Y: np.ndarray, alphas: np.ndarray):
     r = np.array([np.corrcoef(Y[:, j], loo[:, j])[0, 1] for j in cols])
     ev = 1 - np.var(Y - loo, axis=0) / np.var(Y, axis=0)
     mse = ((Y[:, :, None] - sk.cv_results_) ** 2).mean(0)          # [t, A]
-    return sk.alpha_, loo, r, ev, mse
+    return sk.alpha_, loo, r, ev, mse, sk.coef_.T
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("n,p", [(120, 400), (260, 60)])
 def test_float32_same_alpha_and_r_as_float64(backend, n, p):
     X, Y = _hard_problem(n, p, 45, seed=n)
-    alpha_ref, loo_ref, r_ref, ev_ref, mse = _reference(X, Y, ALPHAS)
+    alpha_ref, loo_ref, r_ref, ev_ref, mse, coef_ref = _reference(X, Y, ALPHAS)
     # the problem is hard for float32: some neuroids' best two LOO errors differ by less
     # than float32's resolution (so float32 arithmetic alone cannot order them)
     s = np.sort(mse, axis=1)
     assert ((s[:, 1] - s[:, 0]) / s[:, 0] < 1e-6).sum() >= 3
     assert (alpha_ref[: 45 // 3] >= 1e5).mean() >= 0.25     # no-signal: large alphas
 
-    res = GCVSolver(X, ALPHAS, backend=backend, dtype="float32").loo(Y)
+    res = GCVSolver(X, ALPHAS, backend=backend, dtype="float32").loo(Y, return_coef=True)
     assert res.pearson.dtype == np.float32 and res.loo_predictions.dtype == np.float32
     assert res.n_refined > 0
+    # coefficients of every neuroid (refined ones included) at its own alpha, to float32
+    # precision relative to that neuroid's largest coefficient
+    scale = np.abs(coef_ref).max(0)
+    assert (np.abs(res.coef - coef_ref).max(0) <= 1e-3 * scale).all()
     assert np.mean(res.alpha == alpha_ref) >= 0.99
     assert np.abs(res.pearson - r_ref).max() <= 1e-4
     assert np.abs(res.ev - ev_ref).max() <= 1e-4

@@ -495,6 +495,7 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             mse_all = None
         pred, pearson, ev = _finish(dec, tab, backend, Yc, Z, best, idx_np,
                                     two_forms=backend.dtype != "float64")
+        dual = _dual_coef(dec, tab, backend, best, idx_np) if return_coef else None
         del best, Yc
         if dec.fit_intercept:
             pred += ymean[:, None]
@@ -513,6 +514,9 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
                                                       1e-6, allowed=tied[:, cols])
                 p64, r64, e64 = _finish(dec64, tab64, be64, Yc64, Z64, b64, i64, two_forms=True)
                 idx_np[cols], best_mse[cols] = i64, m64
+                if dual is not None:   # refined targets: from their float64 residuals
+                    dual[_index(backend, cols)] = backend.asarray(
+                        be64.to_numpy(_dual_coef(dec64, tab64, be64, b64, i64)))
                 pearson[cols], ev[cols] = r64, e64
                 if pred_np is not None:
                     if dec.fit_intercept:
@@ -528,7 +532,7 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             out["loo_predictions"][:, j0:j1] = pred_np.T
         del pred_np
         if return_coef:
-            W, b = _coef_batch(dec, Z.T, ymean, tab.al, idx_np, backend)
+            W, b = _coef_batch(dec, Z.T, ymean, tab.al, idx_np, backend, dual)
             out["coef"][:, j0:j1] = W
             if b is not None:
                 out["intercept"][j0:j1] = b
@@ -599,15 +603,36 @@ def _xt_matmul(dec: Decomposition, M: Any, backend: Backend) -> np.ndarray:
     return W
 
 
+def _dual_coef(dec: Decomposition, tab: _Tables, backend: Backend, best: Any,
+               idx_np: np.ndarray) -> Any | None:
+    """Dual coefficients (K + alpha I)^-1 yc [B, n] from the LOO residuals [B, n] at the
+    chosen alphas, in dual form (else None).
+
+    There the ordinary residual is alpha (K + alpha I)^-1 yc and equals the LOO residual
+    times 1 - h: an elementwise pass instead of an [n, r] x [r, B] product.
+    """
+    if not dec.complete:
+        return None
+    sel = _index(backend, idx_np)
+    dual = best * backend.take_rows(tab.G, sel)
+    dual /= tab.al[sel][:, None]
+    return dual
+
+
 def _coef_batch(dec: Decomposition, Z: Any, ymean: Any, al: Any, idx_np: np.ndarray,
-                backend: Backend) -> tuple[np.ndarray, np.ndarray | None]:
-    """Ridge coefficients [p, B] (and intercepts) from rotated targets Z = U^T Yc."""
+                backend: Backend, dual: Any | None = None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ridge coefficients [p, B] (and intercepts) from rotated targets Z = U^T Yc, or in
+    dual form from the dual coefficients [B, n] when given (see :func:`_dual_coef`)."""
     alpha_col = al[_index(backend, idx_np)]
     if dec.mode == "primal":
         W = backend.to_numpy(
             dec.Vt.T @ ((dec.s[:, None] / (dec.s2[:, None] + alpha_col[None, :])) * Z))
     else:
-        M = dec.U @ (Z / (dec.s2[:, None] + alpha_col[None, :]))
+        if dual is not None:
+            M = dual.T
+        else:
+            M = dec.U @ (Z / (dec.s2[:, None] + alpha_col[None, :]))
         W = _xt_matmul(dec, M, backend)
         if dec.fit_intercept:
             msum = backend.to_numpy(backend.sum(M, 0))
