@@ -15,8 +15,10 @@ Scenarios (each small enough for a shared 2-core machine):
 ``scan``   ``run_scan(engine="ray")`` of two models (Ray Data decode tasks and a model
            actor pool): killed once the first model's scores are written, while a model
            actor of the second model's pipeline runs a batch on the node.
-``tune``   ``run_tune`` (Ray Tune + Optuna + ASHA), 4 trials of 0.5 CPU: killed while a
-           trial that has reported its first epoch trains on the node.
+``tune``   ``run_tune`` (Ray Tune + Optuna + ASHA), 4 trials of 0.5 CPU: killed from
+           Tune's own result callback, when a trial on the node has reported its first
+           epoch (before ASHA's first rung): the trial's training thread then waits in
+           its report for the driver, so the trial is provably RUNNING when its node dies.
 ``twins``  ``train_family``: one Ray Train ``TorchTrainer`` with 2 DDP workers (gloo), one
            per worker node: killed once the controller has registered the first
            checkpoint, while a training worker runs on the node.
@@ -152,6 +154,7 @@ class NodeKiller(threading.Thread):
         self.finished = threading.Event()  # set when the job returns
         self.event: dict[str, Any] = {"killed": False}
         self.error: str | None = None
+        self._lock = threading.Lock()  # one kill, from this thread or from kill_now
 
     def __enter__(self) -> "NodeKiller":
         self.start()
@@ -162,6 +165,14 @@ class NodeKiller(threading.Thread):
         self.join(timeout=120)
         if self.is_alive():
             self.error = (self.error or "") + "the killer thread did not finish in 120 s"
+
+    def kill_now(self, victim, info: dict) -> bool:
+        """Kill ``victim`` from the caller's thread (once per killer); True if it did."""
+        with self._lock:
+            if self.event["killed"]:
+                return False
+            self._kill(victim, info)
+            return True
 
     def _kill(self, victim, info: dict) -> None:
         now = time.time()
@@ -185,12 +196,16 @@ class NodeKiller(threading.Thread):
     def _run(self) -> None:
         t0 = time.time()
         while not self.finished.is_set() and time.time() - t0 < self.timeout_s:
-            for victim in list(self.lc.workers):
-                info = self.ready(victim)
-                if info:
-                    self._kill(victim, info)
+            with self._lock:
+                if self.event["killed"]:  # by kill_now
                     return
-                self.titles.update(t.split(" ", 1)[0] for _, t in node_processes(victim))
+                for victim in list(self.lc.workers):
+                    info = self.ready(victim)
+                    if info:
+                        self._kill(victim, info)
+                        return
+                    self.titles.update(t.split(" ", 1)[0]
+                                       for _, t in node_processes(victim))
             time.sleep(0.05)
         self.event["titles_seen"] = sorted(self.titles)
         _log("the job finished (or timed out) before a worker node was killed")
@@ -273,46 +288,41 @@ def scenario_tune(lc: LocalCluster, work: str) -> dict[str, Any]:
                                 scheduler={**space.scheduler, "grace_period": TUNE_GRACE})
 
     class Trials(tune.Callback):
-        """Which trials are mid-training in which process, and which were recovered
-        after a failure. Tune runs callbacks in the driver's main thread (and pickles
-        them with its state: no locks); the killer thread only reads copies."""
+        """Kills the node of the first trial that reports an epoch before ASHA's first
+        rung, from inside Tune's result handling, and records which trials Tune
+        recovered. Tune calls this in the driver's main thread before it asks the trial
+        for its next result, and a function trainable's training thread waits in its
+        report until asked: so the trial is RUNNING at that epoch, and can neither
+        finish nor be stopped by ASHA, while its node dies. (Killing from a polling
+        thread instead raced with that: a trial seen at epoch 1 could already have
+        reached ASHA's rung and been stopped, hence never recovered.)"""
 
-        def __init__(self):
-            self.running: dict[str, tuple[int, int]] = {}  # trial -> (pid, iteration)
+        def __init__(self, killer: "NodeKiller"):
+            self.killer = killer
             self.recovered: list[str] = []
 
+        def __getstate__(self):  # Tune pickles callbacks with its state; a cluster won't
+            return {**self.__dict__, "killer": None}
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            self.running[str(trial.trial_id)] = (int(result["pid"]),
-                                                 int(result["training_iteration"]))
-
-        def _gone(self, trial):
-            self.running.pop(str(trial.trial_id), None)
-
-        def on_trial_complete(self, iteration, trials, trial, **info):
-            self._gone(trial)
-
-        def on_trial_error(self, iteration, trials, trial, **info):
-            self._gone(trial)
+            it = int(result["training_iteration"])
+            if self.killer is None or self.killer.event["killed"] or it >= TUNE_GRACE:
+                return
+            pid = int(result["pid"])
+            for node in list(self.killer.lc.workers):  # not ``lc``: no cluster in a closure
+                titles = dict(node_processes(node))
+                if pid in titles:
+                    self.killer.kill_now(node, {"trials": {str(trial.trial_id): it},
+                                                "processes": [titles[pid]]})
+                    return
 
         def on_trial_recover(self, iteration, trials, trial, **info):
-            self._gone(trial)
             self.recovered.append(str(trial.trial_id))
 
-    seen = Trials()
-
-    def ready(node):
-        # a trial that has reported an epoch, and has epochs to go, trains on the victim
-        # (after one epoch and before ASHA's first rung, so it cannot be stopped first)
-        titles = dict(node_processes(node))
-        mid = {tid: (pid, it) for tid, (pid, it) in dict(seen.running).items()
-               if pid in titles and it < TUNE_GRACE}
-        if not mid:
-            return None
-        return {"trials": {tid: it for tid, (_, it) in mid.items()},
-                "processes": [titles[pid] for pid, _ in mid.values()]}
-
     t0 = time.time()
-    with NodeKiller(lc, ready) as killer:
+    # the killer thread never kills by itself here (it only watches); the callback does
+    with NodeKiller(lc, lambda node: None) as killer:
+        seen = Trials(killer)
         res = run_tune(data, space, TUNE_TRIALS, out, name="mn", verbose=0, callbacks=[seen])
     per_epoch = (res.trials["seconds"] / res.trials["epochs_run"].clip(lower=1)).tolist()
     return {"seconds": time.time() - t0, "out": out, "data": data, "n_trials": res.n_trials,
