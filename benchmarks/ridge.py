@@ -11,8 +11,11 @@ summary (speedups of float64 / float32 on both backends, himalaya, peak memory o
 X + Y of the solver path and of the estimator, max LOO difference from scikit-learn,
 float32's alpha agreement and max |delta r| with float64).
 
-Methods: ``cortexzoo-<backend>-<dtype>`` is ``RidgeGCV.fit`` (the full estimator,
-including coef_ [t, p]); ``cortexzoo-loo-<backend>-<dtype>`` is ``GCVSolver(X).loo(Y)``,
+Methods: ``cortexzoo-<backend>-<dtype>`` is ``RidgeGCV.fit`` followed by reading
+``coef_`` [t, p] (the full estimator with the same outputs as scikit-learn's fit; in dual
+form RidgeGCV forms coef_ only on first access, so its fit alone is also timed and its
+peak memory recorded: ``fit_s``, ``fit_peak_over_XY``);
+``cortexzoo-loo-<backend>-<dtype>`` is ``GCVSolver(X).loo(Y)``,
 the scan's path (LOO predictions, r, EV and alpha per neuroid; no coefficients).
 ``<backend>`` is numpy, torch (CPU) or cuda (the torch backend on the first GPU; added
 to the default methods when torch sees one). GPU times are end to end: X and Y start as
@@ -106,28 +109,43 @@ class PeakRSS:
         self._t.join()
         self.peak = max(self.peak, _rss_bytes())
 
+    def reset(self) -> None:
+        """Start a new peak from the current size (the base stays)."""
+        self.peak = _rss_bytes()
+
     @property
     def extra(self) -> int:
         return self.peak - self.base
 
 
-def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int) -> tuple[Any, float, float, int,
-                                                                      "PeakRSS"]:
-    """Fit make() on X, Y up to `repeat` times (while under 10 s in all).
+def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int, then=None
+           ) -> tuple[Any, float, float, int, "PeakRSS", dict]:
+    """Fit make() on X, Y up to `repeat` times (while under 10 s in all), each fit
+    followed by ``then(est)`` (timed with it) when given.
 
     Returns the last fitted estimator, the fastest and the first time, the number of
-    runs and the memory record. The previous run's estimator is dropped before each run,
-    so that its outputs do not count twice in the peak.
+    runs, the memory record and, with ``then``, the fastest fit alone (``fit_s``) and
+    the peak memory of the fits alone (``fit_extra``). The previous run's estimator is
+    dropped before each run, so that its outputs do not count twice in the peak.
     """
     times: list[float] = []
+    fit_times: list[float] = []
+    fit_extra = 0
     est = None
     with PeakRSS() as mem:
         while len(times) < repeat and (not times or sum(times) < 10.0):
             est = None
+            if then is not None:
+                mem.reset()
             t0 = time.perf_counter()
             est = make().fit(X, Y)
+            if then is not None:
+                fit_times.append(time.perf_counter() - t0)
+                fit_extra = max(fit_extra, mem.peak - mem.base)
+                then(est)
             times.append(time.perf_counter() - t0)
-    return est, min(times), times[0], len(times), mem
+    extra = {"fit_s": min(fit_times), "fit_extra": fit_extra} if then is not None else {}
+    return est, min(times), times[0], len(times), mem, extra
 
 
 class _Loo:
@@ -174,7 +192,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
     if method == "sklearn":
         make = lambda: sklm.RidgeCV(alphas=alphas, alpha_per_target=True)  # noqa: E731
         make().fit(Xw, Yw).fit(Xw2, Yw2)
-        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
+        est, dt, first, runs, mem, _ = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.alpha_)
         # untimed: sklearn's LOO predictions for a subset of neuroids (see module doc)
         ta = min(t, AGREE_T)
@@ -187,7 +205,8 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         _Loo(alphas, backend, dtype).fit(Xw, Yw)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        est, dt, first, runs, mem = _timed(lambda: _Loo(alphas, backend, dtype), X, Y, repeat)
+        est, dt, first, runs, mem, _ = _timed(lambda: _Loo(alphas, backend, dtype), X, Y,
+                                              repeat)
         r = est.result_
         res["n_refined"] = np.asarray(r.n_refined)
         res["alpha"] = r.alpha
@@ -201,7 +220,8 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         make().fit(Xw, Yw).fit(Xw2, Yw2)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
+        est, dt, first, runs, mem, fit = _timed(make, X, Y, repeat, then=lambda e: e.coef_)
+        res.update({k: np.asarray(v) for k, v in fit.items()})
         res["alpha"] = np.asarray(est.alpha_)
         res["pearson"] = est.loo_pearson_.astype(np.float64)
         res["loo_subset"] = est.loo_predictions_[:, :min(t, AGREE_T)].astype(np.float64)
@@ -218,7 +238,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
             make = lambda: KernelRidgeCV(alphas=alphas, kernel="linear",  # noqa: E731
                                          fit_intercept=True, cv=5)
         make().fit(Xw, Yw).fit(Xw2, Yw2)
-        est, dt, first, runs, mem = _timed(make, X, Y, repeat)
+        est, dt, first, runs, mem, _ = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.best_alphas_)
     else:
         raise ValueError(f"unknown method {method!r}")
@@ -247,7 +267,7 @@ def run_one(method: str, n: int, p: int, t: int, timeout: int, repeat: int,
 
 
 COLS = ["n", "p", "t", "method", "time_s", "first_s", "runs", "speedup_vs_sklearn",
-        "peak_extra_MiB", "peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
+        "fit_s", "peak_extra_MiB", "peak_over_XY", "fit_peak_over_XY", "max_abs_loo_diff_vs_sklearn", "same_alpha_as_sklearn",
         "same_alpha_as_f64", "max_abs_dr_vs_f64", "n_refined", "gpu_peak_over_XY"]
 
 
@@ -270,9 +290,9 @@ def _summary(rows: list[dict]) -> None:
         v = rs.get(m, {}).get(k)
         return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
-    print("| (n, p, t) | sklearn | fit f64 numpy / torch | fit f32 numpy / torch | "
+    print("| (n, p, t) | sklearn | fit+coef_ f64 numpy / torch | fit+coef_ f32 numpy / torch | "
           "loo f64 numpy / torch | loo f32 numpy / torch | himalaya ridge / kernel | "
-          "peak/(X+Y) loo / fit | "
+          "peak/(X+Y) loo / fit / fit+coef_ | "
           "max LOO diff f64 / f32 | f32 same alpha, max dr | GPU loo f64 / f32 |")
     print("|" + "---|" * 11)
     for shape in dict.fromkeys((r["n"], r["p"], r["t"]) for r in rows):
@@ -280,9 +300,11 @@ def _summary(rows: list[dict]) -> None:
         sx = "speedup_vs_sklearn"
         loo_peak = max((r["peak_over_XY"] for m, r in rs.items() if m.startswith("cortexzoo-loo")),
                        default=float("nan"))
-        fit_peak = max((r["peak_over_XY"] for m, r in rs.items()
-                        if m.startswith("cortexzoo-") and not m.startswith("cortexzoo-loo")),
+        est_rows = [r for m, r in rs.items()
+                    if m.startswith("cortexzoo-") and not m.startswith("cortexzoo-loo")]
+        fit_peak = max((r.get("fit_peak_over_XY", float("nan")) for r in est_rows),
                        default=float("nan"))
+        coef_peak = max((r["peak_over_XY"] for r in est_rows), default=float("nan"))
         f32 = [r for m, r in rs.items() if m.startswith("cortexzoo") and m.endswith("float32")]
         same = min((r.get("same_alpha_as_f64", float("nan")) for r in f32), default=float("nan"))
         dr = max((r.get("max_abs_dr_vs_f64", float("nan")) for r in f32), default=float("nan"))
@@ -301,7 +323,7 @@ def _summary(rows: list[dict]) -> None:
               f"{get(rs, 'cortexzoo-loo-torch-float32', sx)} "
               f"| {get(rs, 'himalaya-ridge', sx, '{:.2f}x')} / "
               f"{get(rs, 'himalaya-kernel', sx, '{:.2f}x')} "
-              f"| {loo_peak:.2f} / {fit_peak:.2f} | {d64:.1e} / {d32:.1e} | {same:.4f}, {dr:.1e} "
+              f"| {loo_peak:.2f} / {fit_peak:.2f} / {coef_peak:.2f} | {d64:.1e} / {d32:.1e} | {same:.4f}, {dr:.1e} "
               f"| {get(rs, 'cortexzoo-loo-cuda-float64', sx)} / "
               f"{get(rs, 'cortexzoo-loo-cuda-float32', sx)} |",
               flush=True)
@@ -378,6 +400,9 @@ def main() -> None:
             if m.startswith("cortexzoo") and ref64 is not None:
                 row["same_alpha_as_f64"] = float(np.mean(np.isclose(r["alpha"], ref64["alpha"])))
                 row["max_abs_dr_vs_f64"] = float(np.nanmax(np.abs(r["pearson"] - ref64["pearson"])))
+            if "fit_s" in r:
+                row["fit_s"] = float(r["fit_s"])
+                row["fit_peak_over_XY"] = float(r["fit_extra"]) / float(r["data_bytes"])
             if "mode" in r:
                 row["mode"] = str(r["mode"])
             if "n_refined" in r:

@@ -19,7 +19,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .backend import get_backend
-from .solvers import check_alphas, decompose, fit_coef, loo_scan, project_validation
+from .solvers import (check_alphas, decompose, dual_predict, dual_to_coef, fit_coef,
+                      loo_scan, project_validation)
 
 __all__ = ["GCVSolver", "GCVResult", "RidgeGCV", "KFoldRidge", "PCARidge", "PLSRegression",
            "RidgeClassifierLOO", "MappingInputError"]
@@ -93,6 +94,7 @@ class GCVResult:
     ev: np.ndarray               # [t] explained variance of y_loo
     loo_predictions: np.ndarray | None = None   # [n, t]
     coef: np.ndarray | None = None              # [p, t]
+    dual_coef: np.ndarray | None = None         # [n, t] (dual form; coef = Xc^T dual_coef)
     intercept: np.ndarray | None = None         # [t]
     n_refined: int = 0   # float32 mode: targets whose near-tied alphas were re-compared in float64
 
@@ -133,15 +135,20 @@ class GCVSolver:
         self.n_samples, self.n_features = X.shape
 
     def loo(self, Y: Any, alpha_per_target: bool = True, return_predictions: bool = True,
-            return_coef: bool = False) -> GCVResult:
-        """LOO scores of every column of Y ([n_samples, n_targets] or 1-D)."""
+            return_coef: bool = False, return_dual: bool = False) -> GCVResult:
+        """LOO scores of every column of Y ([n_samples, n_targets] or 1-D).
+
+        ``return_dual`` (dual form only) returns dual coefficients [n, t] instead of
+        forming the [p, t] coefficients (see :func:`.solvers.dual_to_coef`)."""
         Y, _ = _check_Y(Y, self.n_samples, "Y")
         out = loo_scan(self.decomposition, Y, self.alphas, self.backend,
                        alpha_per_target=alpha_per_target, batch_size=self.neuroid_batch_size,
-                       return_predictions=return_predictions, return_coef=return_coef)
+                       return_predictions=return_predictions, return_coef=return_coef,
+                       return_dual=return_dual)
         return GCVResult(alpha=out["alpha"], alpha_index=out["alpha_index"],
                          loo_mse=out["loo_mse"], pearson=out["pearson"], ev=out["ev"],
                          loo_predictions=out.get("loo_predictions"), coef=out.get("coef"),
+                         dual_coef=out.get("dual_coef"),
                          intercept=out.get("intercept"), n_refined=int(out["n_refined"]))
 
 
@@ -158,6 +165,13 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
     loo_predictions_ : [n, t] (or [n]) at the chosen alpha; loo_pearson_, loo_ev_ : [t];
     best_score_ : minus the LOO mean squared error at the chosen alpha (sklearn's convention);
     mode_ : "primal" or "dual"; alphas_ : the grid used.
+    dual_coef_ : [n, t] (or [n]), dual form only, with ``X_fit_`` (a reference to the X
+        given to fit, not a copy, as in scikit-learn's ``KernelRidge``).
+
+    In dual form (p >= n) the fit keeps the dual coefficients, n x t, and forms ``coef_``
+    (p x t, larger) only on first access; ``predict`` works from the dual coefficients
+    until then ((X_new X_fit^T) dual_coef_). A scoring user who reads only the LOO
+    results never pays for the p x t coefficients.
     """
 
     def __init__(self, alphas: Any = None, alpha_per_target: bool = True,
@@ -176,22 +190,30 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
     def fit(self, X: Any, y: Any) -> "RidgeGCV":
         X = _check_X(X)
         Y, was_1d = _check_Y(y, X.shape[0])
+        for k in ("_coef", "dual_coef_", "X_fit_", "_x_mean"):   # a refit starts clean
+            self.__dict__.pop(k, None)
         solver = GCVSolver(X, self.alphas, self.fit_intercept, self.backend, self.dtype,
                            self.device, self.mode, self.neuroid_batch_size)
+        dual = bool(solver.decomposition.complete)
         res = solver.loo(Y, alpha_per_target=self.alpha_per_target, return_predictions=True,
-                         return_coef=True)
+                         return_coef=not dual, return_dual=dual)
         self.alphas_ = solver.alphas
         self.mode_ = solver.mode
         self.n_features_in_ = X.shape[1]
-        coef = res.coef.T
+        t = Y.shape[1]
         shared = not self.alpha_per_target or was_1d
+        if dual:
+            self.dual_coef_ = res.dual_coef[:, 0] if was_1d else res.dual_coef
+            self.X_fit_ = X
+            xm = solver.decomposition.x_mean
+            self._x_mean = None if xm is None else solver.backend.to_numpy(xm)
+        else:
+            self._coef = res.coef.T[0] if was_1d else res.coef.T
         if was_1d:
-            self.coef_ = coef[0]
             self.intercept_ = float(res.intercept[0]) if self.fit_intercept else 0.0
             self.loo_predictions_ = res.loo_predictions[:, 0]
         else:
-            self.coef_ = coef
-            self.intercept_ = res.intercept if self.fit_intercept else np.zeros(coef.shape[0])
+            self.intercept_ = res.intercept if self.fit_intercept else np.zeros(t)
             self.loo_predictions_ = res.loo_predictions
         self.alpha_ = float(res.alpha[0]) if shared else res.alpha
         self.loo_pearson_ = res.pearson
@@ -200,8 +222,34 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
         self.best_score_ = float(-res.loo_mse.mean()) if shared else -res.loo_mse
         return self
 
+    @property
+    def coef_(self) -> np.ndarray:
+        coef = self.__dict__.get("_coef")
+        if coef is None:
+            if "dual_coef_" not in self.__dict__:   # unfitted: hasattr() is False
+                raise AttributeError("'RidgeGCV' object has no attribute 'coef_'")
+            d = self.dual_coef_
+            coef = dual_to_coef(self.X_fit_, d[:, None] if d.ndim == 1 else d, self._x_mean)
+            coef = coef[:, 0] if d.ndim == 1 else coef.T
+            self._coef = coef
+        return coef
+
+    @coef_.setter
+    def coef_(self, value: np.ndarray) -> None:
+        self._coef = value
+
     def predict(self, X: Any) -> np.ndarray:
-        return _linear_predict(self, X)
+        check_is_fitted(self, "alpha_")
+        if self.__dict__.get("_coef") is not None or "dual_coef_" not in self.__dict__:
+            return _linear_predict(self, X)
+        X = _check_X(X)
+        if X.shape[1] != self.n_features_in_:
+            raise MappingInputError(f"X has {X.shape[1]} features, the model was fit with "
+                                    f"{self.n_features_in_}")
+        d = self.dual_coef_
+        pred = dual_predict(X, self.X_fit_, d[:, None] if d.ndim == 1 else d, self._x_mean,
+                            self.intercept_)
+        return pred[:, 0] if d.ndim == 1 else pred
 
 
 def _r2_cols(y: np.ndarray, pred: np.ndarray) -> np.ndarray:

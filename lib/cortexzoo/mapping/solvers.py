@@ -38,6 +38,7 @@ import numpy as np
 from .backend import Backend, row_dot, row_sqnorm
 
 __all__ = ["Decomposition", "decompose", "loo_complement", "loo_scan", "fit_coef",
+           "dual_to_coef", "dual_predict",
            "project_validation", "default_alphas", "check_alphas"]
 
 
@@ -418,7 +419,7 @@ def _float64_twin(dec: Decomposition, alphas: np.ndarray,
 def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
              alpha_per_target: bool = True, batch_size: int | None = None,
              return_predictions: bool = True, return_coef: bool = False,
-             refine: bool | None = None) -> dict[str, np.ndarray]:
+             refine: bool | None = None, return_dual: bool = False) -> dict[str, np.ndarray]:
     """Leave-one-out ridge for every alpha; choose alpha; LOO predictions at the choice.
 
     Parameters
@@ -432,6 +433,9 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
         of the size of X plus Y, between 4 and 64 MB).
     return_predictions : also return the LOO predictions [n, t] at the chosen alpha.
     return_coef : also return ridge coefficients [p, t] and intercepts [t] at the chosen alpha.
+    return_dual : dual form only: also return the dual coefficients [n, t] (ridge
+        coefficients are ``Xc^T`` times them, see :func:`dual_to_coef`) and intercepts [t]
+        at the chosen alpha; they cost n x t instead of p x t and no extra product.
     refine : float32 only (default on): alphas whose float32 LOO errors lie within
         ``REFINE_TOL`` (relative) of the best are compared again in float64 arithmetic
         (on the same decomposition), and those targets' predictions, r and EV are
@@ -442,11 +446,15 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     -------
     dict of numpy arrays: ``alpha`` [t], ``alpha_index`` [t], ``loo_mse`` [t],
     ``pearson`` [t], ``ev`` [t], ``n_refined`` (targets re-compared in float64), and
-    optionally ``loo_predictions`` [n, t], ``coef`` [p, t], ``intercept`` [t].
+    optionally ``loo_predictions`` [n, t], ``coef`` [p, t], ``dual_coef`` [n, t],
+    ``intercept`` [t].
     """
     n = dec.n_samples
     if Y.shape[0] != n:
         raise SolverInputError(f"Y has {Y.shape[0]} samples but X has {n}")
+    if return_dual and not dec.complete:
+        raise SolverInputError("dual coefficients exist only in dual form (p >= n); "
+                               f"this decomposition is {dec.mode}")
     t = int(Y.shape[1])
     alphas = np.asarray(alphas, dtype=np.float64)
     if refine is None:
@@ -473,6 +481,11 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
         out["loo_predictions"] = np.empty((n, t), dtype=np_dtype)
     if return_coef:
         out["coef"] = np.empty((dec.n_features, t), dtype=np_dtype)
+    if return_dual:
+        out["dual_coef"] = np.empty((n, t), dtype=np_dtype)
+        # intercept = ymean - x_mean . coef = ymean - (Xc x_mean) . dual
+        xc_mean = _centered_x_mean(dec) if dec.fit_intercept else None
+    if return_coef or return_dual:
         out["intercept"] = np.zeros(t, dtype=np_dtype)
     n_refined = 0
 
@@ -495,7 +508,8 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             mse_all = None
         pred, pearson, ev = _finish(dec, tab, backend, Yc, Z, best, idx_np,
                                     two_forms=backend.dtype != "float64")
-        dual = _dual_coef(dec, tab, backend, best, idx_np) if return_coef else None
+        dual = (_dual_coef(dec, tab, backend, best, idx_np)
+                if return_coef or return_dual else None)
         del best, Yc
         if dec.fit_intercept:
             pred += ymean[:, None]
@@ -536,7 +550,14 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             out["coef"][:, j0:j1] = W
             if b is not None:
                 out["intercept"][j0:j1] = b
-        del Z
+        if return_dual:
+            d_np = backend.to_numpy(dual)   # [B, n]
+            out["dual_coef"][:, j0:j1] = d_np.T
+            if xc_mean is not None:
+                out["intercept"][j0:j1] = (backend.to_numpy(ymean).astype(np.float64)
+                                           - d_np.astype(np.float64) @ xc_mean)
+            del d_np
+        del Z, dual
 
     out["alpha"] = alphas[out["alpha_index"]]
     out["n_refined"] = np.asarray(n_refined)
@@ -601,6 +622,60 @@ def _xt_matmul(dec: Decomposition, M: Any, backend: Backend) -> np.ndarray:
     for j0, j1 in _spans(p, _block(dec.n_samples, _itemsize(backend))):
         W[j0:j1] = backend.to_numpy(backend.asarray(X[:, j0:j1]).T @ M)
     return W
+
+
+def _centered_x_mean(dec: Decomposition) -> np.ndarray:
+    """Xc x_mean [n] in float64 (dual form), over blocks of features."""
+    X, n = dec.X, dec.n_samples
+    xm = np.asarray(_to_numpy_any(dec.x_mean), dtype=np.float64)
+    v = np.zeros(n)
+    for j0, j1 in _spans(dec.n_features, _block(n, 8)):
+        v += np.asarray(X[:, j0:j1], dtype=np.float64) @ xm[j0:j1]
+    return v - xm @ xm
+
+
+def _to_numpy_any(a: Any) -> np.ndarray:
+    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
+
+
+def dual_to_coef(X: np.ndarray, dual: np.ndarray, x_mean: np.ndarray | None = None,
+                 dtype: Any = None) -> np.ndarray:
+    """Ridge coefficients [p, t] = Xc^T dual from dual coefficients [n, t], with Xc = X
+    minus ``x_mean`` (if given), over blocks of features (X is never copied whole)."""
+    n, p = X.shape
+    dtype = np.dtype(dtype or dual.dtype)
+    dual = np.asarray(dual, dtype=dtype)
+    W = np.empty((p, dual.shape[1]), dtype=dtype)
+    for j0, j1 in _spans(p, _block(n, dtype.itemsize)):
+        W[j0:j1] = np.asarray(X[:, j0:j1], dtype=dtype).T @ dual
+    if x_mean is not None:
+        W -= np.asarray(x_mean, dtype=dtype)[:, None] * dual.sum(0)[None, :]
+    return W
+
+
+def dual_predict(Xn: np.ndarray, X: np.ndarray, dual: np.ndarray,
+                 x_mean: np.ndarray | None = None, intercept: Any = 0.0) -> np.ndarray:
+    """``Xn @ dual_to_coef(X, dual, x_mean) + intercept`` [m, t] without forming the
+    coefficients: (Xn Xc^T) dual, over blocks of rows of Xn (memory O(rows x n))."""
+    n, p = X.shape
+    dtype = np.result_type(Xn.dtype, dual.dtype, np.float32)   # as Xn @ coef would be
+    dual = np.asarray(dual, dtype=dtype)
+    m = Xn.shape[0]
+    out = np.empty((m, dual.shape[1]), dtype=dtype)
+    dsum = dual.sum(0)
+    xm = None if x_mean is None else np.asarray(x_mean, dtype=dtype)
+    rows = max(1, (32 << 20) // max(1, n * dtype.itemsize))
+    fblk = _block(n, dtype.itemsize)
+    for i0, i1 in _spans(m, rows):
+        Xi = np.asarray(Xn[i0:i1], dtype=dtype)
+        K = np.zeros((i1 - i0, n), dtype=dtype)
+        for j0, j1 in _spans(p, fblk):
+            K += Xi[:, j0:j1] @ np.asarray(X[:, j0:j1], dtype=dtype).T
+        out[i0:i1] = K @ dual
+        if xm is not None:
+            out[i0:i1] -= (Xi @ xm)[:, None] * dsum[None, :]
+    out += np.asarray(intercept, dtype=dtype)
+    return out
 
 
 def _dual_coef(dec: Decomposition, tab: _Tables, backend: Backend, best: Any,
