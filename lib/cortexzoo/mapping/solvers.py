@@ -646,10 +646,12 @@ def dual_to_coef(X: np.ndarray, dual: np.ndarray, x_mean: np.ndarray | None = No
     dtype = np.dtype(dtype or dual.dtype)
     dual = np.asarray(dual, dtype=dtype)
     W = np.empty((p, dual.shape[1]), dtype=dtype)
+    xm = None if x_mean is None else np.asarray(x_mean, dtype=dtype)
+    dsum = dual.sum(0)
     for j0, j1 in _spans(p, _block(n, dtype.itemsize)):
         W[j0:j1] = np.asarray(X[:, j0:j1], dtype=dtype).T @ dual
-    if x_mean is not None:
-        W -= np.asarray(x_mean, dtype=dtype)[:, None] * dual.sum(0)[None, :]
+        if xm is not None:   # per block: no [p, t] temporary
+            W[j0:j1] -= xm[j0:j1, None] * dsum[None, :]
     return W
 
 
