@@ -27,7 +27,9 @@ alone. Peak memory is the largest resident set size (RSS) above the process's si
 before the fit (after imports and after X and Y exist), sampled every 2 ms by a thread
 reading /proc/self/statm (tracemalloc would miss torch and LAPACK workspaces); reported
 as a multiple of nbytes(X) + nbytes(Y) in float64 (``peak_over_XY``). It includes the
-outputs (LOO predictions [n, t]; coefficients [t, p] for the estimators).
+outputs (LOO predictions [n, t]; coefficients [t, p] for the estimators). Between
+repeated runs the previous run's memory is handed back to the OS (``malloc_trim``), so
+that a later run's peak does not include what the allocator kept from an earlier one.
 
 Timing: each method is timed ``--repeat`` times in its process (default 3) while its
 runs took under 10 s in all, else once; ``time_s`` is the fastest run (steady state),
@@ -94,6 +96,7 @@ class PeakRSS:
     def __enter__(self) -> "PeakRSS":
         self.base = _rss_bytes()
         self.peak = self.base
+        self._lock = threading.Lock()   # a reset must not be undone by a sample in flight
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
         self._t.start()
@@ -101,21 +104,42 @@ class PeakRSS:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, _rss_bytes())
+            self.sample()
             time.sleep(0.002)
+
+    def sample(self) -> int:
+        """Take one sample now; returns the peak so far."""
+        with self._lock:
+            self.peak = max(self.peak, _rss_bytes())
+            return self.peak
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._t.join()
-        self.peak = max(self.peak, _rss_bytes())
+        self.sample()
 
     def reset(self) -> None:
         """Start a new peak from the current size (the base stays)."""
-        self.peak = _rss_bytes()
+        with self._lock:
+            self.peak = _rss_bytes()
 
     @property
     def extra(self) -> int:
         return self.peak - self.base
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by the previous run back to the OS (glibc keeps freed heap
+    chunks, and raises its mmap threshold after large frees, so without this a repeated
+    run's RSS peak would include the previous run's garbage)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):   # not glibc
+        pass
 
 
 def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int, then=None
@@ -135,13 +159,14 @@ def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int, then=None
     with PeakRSS() as mem:
         while len(times) < repeat and (not times or sum(times) < 10.0):
             est = None
+            _release_freed_memory()
             if then is not None:
                 mem.reset()
             t0 = time.perf_counter()
             est = make().fit(X, Y)
             if then is not None:
                 fit_times.append(time.perf_counter() - t0)
-                fit_extra = max(fit_extra, mem.peak - mem.base)
+                fit_extra = max(fit_extra, mem.sample() - mem.base)
                 then(est)
             times.append(time.perf_counter() - t0)
     extra = {"fit_s": min(fit_times), "fit_extra": fit_extra} if then is not None else {}
