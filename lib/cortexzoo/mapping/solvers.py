@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import Backend, row_dot, row_sqnorm
+from .backend import Backend, get_backend, row_dot, row_sqnorm
 
 __all__ = ["Decomposition", "decompose", "loo_complement", "loo_scan", "fit_coef",
            "dual_to_coef", "dual_predict",
@@ -404,8 +404,6 @@ def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
 def _float64_twin(dec: Decomposition, alphas: np.ndarray,
                   backend: Backend) -> tuple[Decomposition, _Tables, Backend]:
     """The float32 decomposition in float64 arithmetic, to re-compare near-tied alphas."""
-    from .backend import get_backend
-
     be64 = get_backend(backend.name, "float64",
                        None if backend.name == "numpy" else str(backend.device))
     up = lambda a: None if a is None else be64.asarray(a)  # noqa: E731
@@ -484,7 +482,7 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     if return_dual:
         out["dual_coef"] = np.empty((n, t), dtype=np_dtype)
         # intercept = ymean - x_mean . coef = ymean - (Xc x_mean) . dual
-        xc_mean = _centered_x_mean(dec) if dec.fit_intercept else None
+        xc_mean = _centered_x_mean(dec, backend) if dec.fit_intercept else None
     if return_coef or return_dual:
         out["intercept"] = np.zeros(t, dtype=np_dtype)
     n_refined = 0
@@ -615,44 +613,38 @@ def _refine_shared(Y: Any, bs: int, idx: int, sse: np.ndarray, get_twin: Any) ->
     return int(np.argmin(sse64))
 
 
-def _xt_matmul(dec: Decomposition, M: Any, backend: Backend) -> np.ndarray:
-    """X^T M [p, B] (numpy), over blocks of features (X may be numpy in another dtype)."""
-    X, p = dec.X, dec.n_features
+def _xt_matmul(X: Any, M: Any, backend: Backend, x_mean: Any = None) -> np.ndarray:
+    """Xc^T M [p, B] (numpy) with Xc = X minus ``x_mean`` (if given), over blocks of
+    features (X may be numpy in another dtype; no [p, B] temporary)."""
+    n, p = X.shape
     W = np.empty((p, int(M.shape[1])), dtype=np.dtype(backend.dtype))
-    for j0, j1 in _spans(p, _block(dec.n_samples, _itemsize(backend))):
+    if x_mean is not None:
+        xm = backend.to_numpy(x_mean)
+        msum = backend.to_numpy(backend.sum(M, 0))
+    for j0, j1 in _spans(p, _block(n, _itemsize(backend))):
         W[j0:j1] = backend.to_numpy(backend.asarray(X[:, j0:j1]).T @ M)
+        if x_mean is not None:
+            W[j0:j1] -= xm[j0:j1, None] * msum[None, :]
     return W
 
 
-def _centered_x_mean(dec: Decomposition) -> np.ndarray:
+def _centered_x_mean(dec: Decomposition, backend: Backend) -> np.ndarray:
     """Xc x_mean [n] in float64 (dual form), over blocks of features."""
     X, n = dec.X, dec.n_samples
-    xm = np.asarray(_to_numpy_any(dec.x_mean), dtype=np.float64)
+    xm = backend.to_numpy(dec.x_mean).astype(np.float64)
     v = np.zeros(n)
     for j0, j1 in _spans(dec.n_features, _block(n, 8)):
         v += np.asarray(X[:, j0:j1], dtype=np.float64) @ xm[j0:j1]
     return v - xm @ xm
 
 
-def _to_numpy_any(a: Any) -> np.ndarray:
-    return a.detach().cpu().numpy() if hasattr(a, "detach") else np.asarray(a)
-
-
-def dual_to_coef(X: np.ndarray, dual: np.ndarray, x_mean: np.ndarray | None = None,
-                 dtype: Any = None) -> np.ndarray:
-    """Ridge coefficients [p, t] = Xc^T dual from dual coefficients [n, t], with Xc = X
-    minus ``x_mean`` (if given), over blocks of features (X is never copied whole)."""
-    n, p = X.shape
-    dtype = np.dtype(dtype or dual.dtype)
-    dual = np.asarray(dual, dtype=dtype)
-    W = np.empty((p, dual.shape[1]), dtype=dtype)
-    xm = None if x_mean is None else np.asarray(x_mean, dtype=dtype)
-    dsum = dual.sum(0)
-    for j0, j1 in _spans(p, _block(n, dtype.itemsize)):
-        W[j0:j1] = np.asarray(X[:, j0:j1], dtype=dtype).T @ dual
-        if xm is not None:   # per block: no [p, t] temporary
-            W[j0:j1] -= xm[j0:j1, None] * dsum[None, :]
-    return W
+def dual_to_coef(X: np.ndarray, dual: np.ndarray,
+                 x_mean: np.ndarray | None = None) -> np.ndarray:
+    """Ridge coefficients [p, t] = Xc^T dual from dual coefficients [n, t] (numpy), with
+    Xc = X minus ``x_mean`` (if given), in the dual's dtype; X is never copied whole."""
+    be = get_backend("numpy", str(np.dtype(dual.dtype)))
+    return _xt_matmul(X, be.asarray(dual), be,
+                      None if x_mean is None else be.asarray(x_mean))
 
 
 def dual_predict(Xn: np.ndarray, X: np.ndarray, dual: np.ndarray,
@@ -710,10 +702,7 @@ def _coef_batch(dec: Decomposition, Z: Any, ymean: Any, al: Any, idx_np: np.ndar
             M = dual.T
         else:
             M = dec.U @ (Z / (dec.s2[:, None] + alpha_col[None, :]))
-        W = _xt_matmul(dec, M, backend)
-        if dec.fit_intercept:
-            msum = backend.to_numpy(backend.sum(M, 0))
-            W -= backend.to_numpy(dec.x_mean)[:, None] * msum[None, :]
+        W = _xt_matmul(dec.X, M, backend, dec.x_mean if dec.fit_intercept else None)
         del M
     b = None
     if dec.fit_intercept:
