@@ -222,3 +222,80 @@ def test_cli_finetune_with_pixel_baselines_to_s3(planted, s3_bucket, capsys):
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 20)
     bad = parser.parse_args(["finetune", "--data", planted, "--preset", "nope", "--out", out])
     assert bad.func(bad) == 2
+
+
+@pytest.mark.parametrize("stop_after", [2, 5])
+def test_resume_from_training_state_equals_uninterrupted_run(planted, tmp_path, stop_after):
+    """A run continued from the state saved after epoch k (through a file, loaded with
+    weights_only) ends exactly as the run that was never interrupted: same per-epoch
+    losses and EVs, best epoch, weights and predictions. Dropout (the global torch RNG),
+    the shuffling generator, Adam's moments and StepLR all have to be restored for that."""
+    from cortexzoo.training.finetune import load_training_state, save_training_state
+
+    ds = load_dataset(planted)
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=7, patience=3, lr=3e-3,
+                      decoder="mlp", width=64, dropout=0.3, step_size=2, gamma=0.5)
+    splits = make_splits(ds.stimuli["stimulus_id"], 0.15, 0.15)
+
+    def fresh():
+        b = build_network(cfg, ds.n_neuroids)
+        return b, prepare_data(ds, splits, b.preprocess)
+
+    b, data = fresh()
+    full = train_network(cfg, data, b, track_test=True)
+
+    path = str(tmp_path / "state.pt")
+
+    class Crash(Exception):
+        pass
+
+    def save_then_crash(m, res):
+        if m["epoch"] == stop_after:
+            save_training_state(res.training_state(), path)
+            raise Crash   # the worker dies right after its checkpoint
+
+    b, data = fresh()
+    with pytest.raises(Crash):
+        train_network(cfg, data, b, track_test=True, on_epoch=save_then_crash)
+    state = load_training_state(path)
+    assert state["epoch"] == stop_after
+    torch.manual_seed(12345)   # a new process: the global RNG is elsewhere
+    b, data = fresh()
+    seen = []
+    resumed = train_network(cfg, data, b, track_test=True, resume=state,
+                            on_epoch=lambda m, r: seen.append(m["epoch"]))
+    assert resumed.resumed_epoch == stop_after and seen[0] == stop_after + 1
+    keys = ("epoch", "train_loss", "val_ev", "val_r", "best_val_ev", "lr")
+    assert [[h[k] for k in keys] for h in resumed.history] == \
+        [[h[k] for k in keys] for h in full.history]
+    assert (resumed.best_epoch, resumed.best_val_ev, resumed.stopped_early) == \
+        (full.best_epoch, full.best_val_ev, full.stopped_early)
+    for k, v in full.state_dict.items():
+        assert torch.equal(resumed.state_dict[k], v), k
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(resumed.predictions[split], full.predictions[split])
+    # the dropout and shuffling really matter: the uninterrupted run is not a fixed point
+    assert len({round(h["train_loss"], 12) for h in full.history}) == len(full.history)
+
+
+def test_training_state_errors(planted, tmp_path):
+    from cortexzoo.training.finetune import TrainResult, load_training_state
+
+    with pytest.raises(RuntimeError, match="only during training"):
+        TrainResult().training_state()
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        load_training_state(str(bad))
+    ds = load_dataset(planted)
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=3, lr=3e-3)
+    b = build_network(cfg, ds.n_neuroids)
+    data = prepare_data(ds, make_splits(ds.stimuli["stimulus_id"], 0.15, 0.15), b.preprocess)
+    states = []
+    train_network(cfg, data, b, on_epoch=lambda m, r: states.append(r.training_state()))
+    with pytest.raises(ValueError, match="seed 0, 3 epochs.*seed 1"):
+        train_network(cfg.replace(seed=1), data, build_network(cfg, ds.n_neuroids),
+                      resume=states[0])
+    # a state of the run's last epoch resumes to the same end without training more
+    again = train_network(cfg, data, build_network(cfg, ds.n_neuroids), resume=states[-1])
+    assert len(again.history) == 3 and again.resumed_epoch == 3

@@ -37,6 +37,8 @@ __all__ = [
     "run_finetune",
     "default_device",
     "load_checkpoint",
+    "save_training_state",
+    "load_training_state",
     "load_or_make_splits",
     "split_relpath",
 ]
@@ -101,6 +103,39 @@ class TrainResult:
     state_dict: dict[str, torch.Tensor] | None = None
     predictions: dict[str, np.ndarray] = field(default_factory=dict)  # split -> [n, n_neuroids]
     seconds: float = 0.0
+    resumed_epoch: int = 0   # the epoch a resumed run continued after (0: a fresh run)
+    _state: Callable[[], dict[str, Any]] | None = field(default=None, repr=False, compare=False)
+
+    def training_state(self) -> dict[str, Any]:
+        """Everything needed to continue this run exactly where it is (see
+        :func:`train_network`'s ``resume``): weights, optimizer, scheduler, scaler, random
+        generators, the best epoch so far and its predictions. Only during training
+        (in ``on_epoch``)."""
+        if self._state is None:
+            raise RuntimeError("training_state() is available only during training (on_epoch)")
+        return self._state()
+
+
+#: Version of the dict :meth:`TrainResult.training_state` returns.
+TRAINING_STATE_VERSION = 1
+
+
+def save_training_state(state: dict[str, Any], path: str) -> None:
+    """Write a training state (tensors and plain values only) with ``torch.save``."""
+    torch.save(state, path)
+
+
+def load_training_state(path: str) -> dict[str, Any]:
+    """Read a training state written by :func:`save_training_state`, safely
+    (``weights_only=True``: no arbitrary objects are unpickled)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file
+        raise ValueError(f"training state {path} cannot be read ({type(e).__name__}: {e})") from e
+    if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
+        raise ValueError(f"training state {path} is not a version-{TRAINING_STATE_VERSION} "
+                         "cortexzoo training state")
+    return state
 
 
 def _amp_context(device: torch.device, enabled: bool):
@@ -134,7 +169,7 @@ def _predict(model: torch.nn.Module, x_u8: np.ndarray, norm: Normalizer, batch: 
 def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle | None = None,
                   device: str | torch.device | None = None,
                   on_epoch: Callable[[dict[str, float], TrainResult], None] | None = None,
-                  track_test: bool = False) -> TrainResult:
+                  track_test: bool = False, resume: dict[str, Any] | None = None) -> TrainResult:
     """Train backbone + decoder on ``data``'s train split with early stopping on val EV.
 
     Parameters
@@ -149,6 +184,9 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
         ``track_test`` -- predictions).
     track_test : predict the test split at every improvement (for tuning, where a trial
         may be stopped at any epoch); otherwise test is predicted once at the end.
+    resume : a state from :meth:`TrainResult.training_state` (taken in ``on_epoch`` of an
+        earlier run with the same settings and data): training continues after that
+        epoch, and on CPU ends exactly as the uninterrupted run would have.
 
     Returns
     -------
@@ -184,8 +222,54 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
     res = TrainResult()
     best_val_r = float("nan")
     since_best = 0
+    start = 1
+    if resume is not None:
+        _check_resume(resume, cfg)
+        model.load_state_dict(resume["model"])
+        opt.load_state_dict(resume["optimizer"])
+        if sched is not None:
+            sched.load_state_dict(resume["scheduler"])
+        if scaler is not None and resume.get("scaler"):
+            scaler.load_state_dict(resume["scaler"])
+        gen.set_state(resume["generator"])
+        torch.set_rng_state(resume["torch_rng"])
+        if device.type == "cuda" and resume.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(resume["cuda_rng"], device)
+        best = resume["best"]
+        res.best_val_ev, best_val_r, res.best_epoch = (float(best["val_ev"]), float(best["val_r"]),
+                                                       int(best["epoch"]))
+        res.state_dict = best["state_dict"]
+        res.predictions = {k: v.numpy() for k, v in best["predictions"].items()}
+        res.history = [dict(h) for h in resume["history"]]
+        since_best = int(resume["since_best"])
+        start = res.resumed_epoch = int(resume["epoch"])
+        start += 1
+        last = res.history[-1] if res.history else {}
+        if (cfg.patience and since_best >= cfg.patience) or \
+                not math.isfinite(float(last.get("train_loss", 0.0))):
+            res.stopped_early = True   # the state is of the run's last epoch
+            start = cfg.epochs + 1
+        log.info("resuming after epoch %d (best epoch %d)", start - 1, res.best_epoch)
+
+    def snapshot(epoch: int) -> dict[str, Any]:
+        return {
+            "version": TRAINING_STATE_VERSION, "epoch": epoch, "seed": cfg.seed,
+            "epochs": cfg.epochs,
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            "optimizer": _to_cpu(opt.state_dict()),
+            "scheduler": sched.state_dict() if sched is not None else None,
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            "best": {"epoch": res.best_epoch, "val_ev": res.best_val_ev, "val_r": best_val_r,
+                     "state_dict": res.state_dict,
+                     "predictions": {k: torch.from_numpy(np.ascontiguousarray(v))
+                                     for k, v in res.predictions.items()}},
+            "history": [dict(h) for h in res.history], "since_best": since_best,
+        }
+
     n = len(x_tr)
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(start, cfg.epochs + 1):
         te = time.time()
         model.train()
         perm = torch.randperm(n, generator=gen)
@@ -237,6 +321,7 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
         res.history.append(m)
         log.info("epoch %d: loss %.4f val EV %.4f r %.4f%s", epoch, train_loss, val_ev, val_r,
                  " *" if improved else "")
+        res._state = lambda e=epoch: snapshot(e)
         if not math.isfinite(train_loss):
             log.warning("training loss is not finite at epoch %d; stopping", epoch)
             res.stopped_early = True
@@ -248,6 +333,7 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
         if cfg.patience and since_best >= cfg.patience:
             res.stopped_early = True
             break
+    res._state = None
     if res.state_dict is not None:
         model.load_state_dict(res.state_dict)
     if "test" not in res.predictions:
@@ -258,6 +344,27 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
                                           device, cfg.amp) * sd + mu
     res.seconds = time.time() - t0
     return res
+
+
+def _to_cpu(obj: Any) -> Any:
+    """A copy of a (nested) state dict with every tensor on the CPU."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().to("cpu", copy=True)
+    if isinstance(obj, dict):
+        return {k: _to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_cpu(v) for v in obj)
+    return obj
+
+
+def _check_resume(state: dict[str, Any], cfg: FinetuneConfig) -> None:
+    if state.get("version") != TRAINING_STATE_VERSION:
+        raise ValueError(f"cannot resume from a training state of version "
+                         f"{state.get('version')!r} (expected {TRAINING_STATE_VERSION})")
+    if int(state.get("seed", -1)) != cfg.seed or int(state.get("epochs", -1)) != cfg.epochs:
+        raise ValueError(f"the training state (seed {state.get('seed')}, {state.get('epochs')} "
+                         f"epochs) is not from this configuration (seed {cfg.seed}, "
+                         f"{cfg.epochs} epochs)")
 
 
 # --------------------------------------------------------------------------- score rows
