@@ -16,9 +16,10 @@ Scenarios (each small enough for a shared 2-core machine):
            actor pool): killed once the first model's scores are written, while a model
            actor of the second model's pipeline runs a batch on the node.
 ``tune``   ``run_tune`` (Ray Tune + Optuna + ASHA), 4 trials of 0.5 CPU: killed from
-           Tune's own result callback, when a trial on the node has reported its first
-           epoch (before ASHA's first rung): the trial's training thread then waits in
-           its report for the driver, so the trial is provably RUNNING when its node dies.
+           Tune's own checkpoint callback, when a trial on the node has reported its
+           first epoch with its checkpoint (before ASHA's first rung): the trial's
+           training thread then waits in its report for the driver, so the trial is
+           provably RUNNING when its node dies, and Tune restarts it from that checkpoint.
 ``twins``  ``train_family``: one Ray Train ``TorchTrainer`` with 2 DDP workers (gloo), one
            per worker node: killed once the controller has registered the first
            checkpoint, while a training worker runs on the node.
@@ -288,14 +289,15 @@ def scenario_tune(lc: LocalCluster, work: str) -> dict[str, Any]:
                                 scheduler={**space.scheduler, "grace_period": TUNE_GRACE})
 
     class Trials(tune.Callback):
-        """Kills the node of the first trial that reports an epoch before ASHA's first
-        rung, from inside Tune's result handling, and records which trials Tune
+        """Kills the node of the first trial that checkpoints an epoch before ASHA's
+        first rung, from inside Tune's result handling, and records which trials Tune
         recovered. Tune calls this in the driver's main thread before it asks the trial
-        for its next result, and a function trainable's training thread waits in its
-        report until asked: so the trial is RUNNING at that epoch, and can neither
-        finish nor be stopped by ASHA, while its node dies. (Killing from a polling
-        thread instead raced with that: a trial seen at epoch 1 could already have
-        reached ASHA's rung and been stopped, hence never recovered.)"""
+        for its next result (the decision waits for the checkpoint), and a function
+        trainable's training thread waits in its report until asked: so the trial is
+        RUNNING at that epoch, and can neither finish nor be stopped by ASHA, while its
+        node dies. (Killing from a polling thread instead raced with that: a trial seen
+        at epoch 1 could already have reached ASHA's rung and been stopped, hence never
+        recovered.)"""
 
         def __init__(self, killer: "NodeKiller"):
             self.killer = killer
@@ -304,7 +306,8 @@ def scenario_tune(lc: LocalCluster, work: str) -> dict[str, Any]:
         def __getstate__(self):  # Tune pickles callbacks with its state; a cluster won't
             return {**self.__dict__, "killer": None}
 
-        def on_trial_result(self, iteration, trials, trial, result, **info):
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+            result = trial.last_result
             it = int(result["training_iteration"])
             if self.killer is None or self.killer.event["killed"] or it >= TUNE_GRACE:
                 return

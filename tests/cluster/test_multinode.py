@@ -181,6 +181,10 @@ def test_tune_campaign_survives_worker_node_loss(cluster_run):
     assert set(trials["status"]) == {"TERMINATED"}, trials[["trial_id", "status", "error"]]
     assert set(r["recovered"]) <= set(trials["trial_id"])
     assert np.isfinite(trials["best_val_ev"]).all()
+    # the killed trial continued from the checkpoint of the epoch it was killed at
+    at = trials.set_index("trial_id")["resumed_epoch"]
+    for tid, epoch in r["kill"]["trials"].items():
+        assert at[tid] == epoch, (tid, epoch, at.to_dict())
     # every trial's val/test rows exactly once, in one unit per trial
     scores = store.read_scores()
     rows = scores[scores["unit_key"].str.startswith("tune-mn-")]

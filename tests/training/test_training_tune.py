@@ -23,7 +23,8 @@ def planted(tmp_path_factory):
 
 
 def _interrupter(n: int, marker: str):
-    """A Tune callback that interrupts the campaign (like Ctrl+C) once `n` trials finished."""
+    """A Tune callback that interrupts the campaign (like Ctrl+C) once `n` trials finished
+    and the next one has saved its first checkpoint; the marker file names that trial."""
     from ray import tune
 
     class InterruptAfter(tune.Callback):
@@ -32,12 +33,48 @@ def _interrupter(n: int, marker: str):
 
         def on_trial_complete(self, iteration, trials, trial, **info):
             self.done += 1
+
+        def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
             if self.done >= n and not os.path.exists(marker):
-                open(marker, "w").close()
+                with open(marker, "w") as f:
+                    f.write(str(trial.trial_id))
                 # Tune's driver handles SIGUSR1 like SIGINT: stop, save state, return
                 os.kill(os.getpid(), signal.SIGUSR1)
 
     return InterruptAfter()
+
+
+def _checkpoint_dirs(store) -> list[str]:
+    """Trial folders (named after their trial ids) that hold a checkpoint."""
+    store.fs.invalidate_cache()   # s3fs caches listings; Tune wrote through pyarrow
+    return [p.split("/")[-2] for p in store.fs.glob(store.root + "/tune/tiny/*/checkpoint_*")]
+
+
+def _uninterrupted(store, planted, trial_config: str):
+    """The training history of a trial's config, run here in one go, as Tune runs it."""
+    import json
+
+    import torch
+
+    from cortexzoo.data import load_dataset
+    from cortexzoo.training.finetune import load_or_make_splits, train_network
+    from cortexzoo.training.loaders import split_reliability
+    from cortexzoo.training.presets import FinetuneConfig
+    from cortexzoo.training.tune import _trial_inputs
+
+    base = FinetuneConfig.from_dict(store.get_json("campaigns/tiny/space.json")["base"])
+    ds = load_dataset(planted)
+    splits = load_or_make_splits(store, "campaigns/tiny/splits.json",
+                                 ds.stimuli["stimulus_id"].astype(str).tolist(), base)
+    rel = split_reliability(ds, splits, base.region, seed=base.seed)
+    cfg, data, bundle = _trial_inputs(json.loads(trial_config), planted, base.to_dict(),
+                                      splits.to_dict(), rel)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the trial's actor (half a CPU)
+    try:
+        return train_network(cfg, data, bundle, track_test=True).history
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_trial_resources(ray_local):
@@ -73,12 +110,17 @@ def test_campaign_interrupt_and_resume_from_s3(ray_local, s3_bucket, planted, tm
     t1 = first.trials
     done1 = t1[t1["status"] == "TERMINATED"]
     assert 2 <= len(done1) < 4
+    cut = open(marker).read()   # the trial interrupted after its first checkpoint
+    assert t1.set_index("trial_id").loc[cut, "status"] == "INTERRUPTED"
     store = ResultStore(out)
     units1 = {u for u in store.completed_units() if u.startswith("tune-tiny-")}
     assert units1 == {f"tune-tiny-{t}" for t in done1["trial_id"]}
     stamps1 = store.read_scores().groupby("unit_key")["created_at"].first()
-    # the experiment directory lives in object storage
+    # the experiment directory lives in object storage; finished trials' checkpoints
+    # are deleted, the interrupted trial's is kept
     assert store.fs.exists(store.root + "/tune/tiny/tuner.pkl")
+    kept = _checkpoint_dirs(store)
+    assert kept and all(cut in d for d in kept)
 
     with pytest.raises(TuneError, match="already exists"):
         run_tune(planted, sp, 4, out, verbose=0)
@@ -98,6 +140,15 @@ def test_campaign_interrupt_and_resume_from_s3(ray_local, s3_bucket, planted, tm
     for u in units1:
         assert stamps2[u] == stamps1[u]
     assert {f"tune-tiny-{t}" for t in trials["trial_id"]} <= set(scores["unit_key"])
+    # the interrupted trial continued from its checkpoint (after epoch 1), and ended as
+    # if it had never been interrupted
+    resumed = trials.set_index("trial_id").loc[cut]
+    assert resumed["resumed_epoch"] == 1 and resumed["epochs_run"] >= 2
+    hist = _uninterrupted(store, planted, resumed["config"])[:int(resumed["epochs_run"])]
+    assert resumed["best_val_ev"] == max(h["val_ev"] for h in hist)
+    assert resumed["best_epoch"] == max(hist, key=lambda h: h["val_ev"])["epoch"]
+    assert (trials.drop(index=trials.index[trials["trial_id"] == cut])["resumed_epoch"] == 0).all()
+    assert not _checkpoint_dirs(store)   # the campaign is finished: no checkpoint is left
 
     # the search beats the deliberately bad first configuration (lr 1e-6) clearly
     bad = trials[np.isclose(trials["param_lr"], 1e-6)]

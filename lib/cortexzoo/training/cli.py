@@ -17,7 +17,8 @@ from typing import Any
 __all__ = ["register_cli", "cmd_finetune", "cmd_tune", "main"]
 
 TUNE_CONFIG_KEYS = {"data", "space", "trials", "out", "name", "resume", "cpus_per_trial",
-                    "gpus_per_trial", "max_concurrent", "max_failures", "address"}
+                    "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every",
+                    "address"}
 
 
 def _parse_value(s: str) -> Any:
@@ -141,6 +142,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
                        gpus_per_trial=settings.get("gpus_per_trial"),
                        max_concurrent=settings.get("max_concurrent"),
                        max_failures=int(settings.get("max_failures", 2)),
+                       checkpoint_every=int(settings.get("checkpoint_every", 1)),
                        verbose=0 if args.quiet else 1)
     except (SpaceError, ConfigError, TuneError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -197,7 +199,10 @@ def register_cli(subparsers: Any) -> None:
     t.add_argument("--gpus-per-trial", dest="gpus_per_trial", type=float)
     t.add_argument("--max-concurrent", dest="max_concurrent", type=int)
     t.add_argument("--max-failures", dest="max_failures", type=int,
-                   help="times a failed trial (e.g. its node was lost) is run again (default 2)")
+                   help="times a failed trial (e.g. its node was lost) is run again, from its "
+                        "latest checkpoint (default 2)")
+    t.add_argument("--checkpoint-every", dest="checkpoint_every", type=int,
+                   help="epochs between a trial's checkpoints (default 1; 0: none)")
     t.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local instance)")
     t.add_argument("--quiet", action="store_true")
     t.set_defaults(func=cmd_tune)

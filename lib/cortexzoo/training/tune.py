@@ -16,15 +16,24 @@ Layout under the results URI (local folder or s3://)::
     presets/<name>-best.yaml        the best trial's full config, a ready preset
     plots/tune-<name>.png           score vs trial and the best learning curve
 
+Checkpoints: every ``checkpoint_every`` epochs (default 1; 0: never) a trial reports its
+complete training state (:meth:`~cortexzoo.training.finetune.TrainResult.training_state`:
+weights, optimizer, scheduler, random generators, best epoch) as a Tune checkpoint in
+``tune/<name>/<trial>/checkpoint_*``; only the latest is kept, and a finished trial's is
+deleted when the campaign ends (its scores are written; ``finetune --preset
+presets/<name>-best.yaml`` retrains the best). A checkpoint holds about three copies of
+the trainable weights (weights, Adam's two moments) plus the best epoch's weights.
+
 Fault tolerance: a trial whose actor dies (its node is lost, a spot instance is
-reclaimed) is run again, from its first epoch, up to ``max_failures`` times
-(``tune.FailureConfig``); its scores are written once, when the campaign ends, from its
-final result, so a retried trial never leaves duplicate rows.
+reclaimed) is run again from its latest checkpoint, up to ``max_failures`` times
+(``tune.FailureConfig``), and ends as it would have without the failure; its scores are
+written once, when the campaign ends, from its final result, so a retried trial never
+leaves duplicate rows.
 
 Resuming (``resume=True``) restores the experiment with ``tune.Tuner.restore(path,
 trainable, resume_errored=True)``: finished trials are kept, unfinished and errored ones
-run again (from their first epoch: trials keep no checkpoints), and the search continues
-until the campaign's original number of trials is reached.
+continue from their latest checkpoint, and the search continues until the campaign's
+original number of trials is reached.
 """
 from __future__ import annotations
 
@@ -33,6 +42,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -40,7 +50,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from .finetune import bundle_info, common_columns, load_or_make_splits, score_rows, train_network
+from .finetune import (bundle_info, common_columns, load_or_make_splits, load_training_state,
+                       save_training_state, score_rows, train_network)
 from .loaders import Splits, split_reliability
 from .presets import FinetuneConfig
 from .space import SearchSpace, load_space
@@ -52,6 +63,8 @@ log = logging.getLogger("cortexzoo.training")
 # metrics every epoch reports (besides Ray's own)
 _REPORTED = ("epoch", "train_loss", "val_ev", "val_r", "best_val_ev", "best_val_r",
              "best_epoch", "lr")
+# the training state's file inside a trial's checkpoint folder
+_STATE_FILE = "training_state.pt"
 
 
 class TuneError(ValueError):
@@ -108,20 +121,15 @@ def trial_resources(cpus_per_trial: float | None = None,
 
 
 # --------------------------------------------------------------------------- the trial
-def _trial(config: dict, *, data_uri: str, base: dict, splits: dict,
-           reliability: dict | None = None) -> None:
-    """One Ray Tune trial: train with the trial's config, report every epoch."""
-    import ray
-    import torch
-    from ray import tune
-
+def _trial_inputs(config: dict, data_uri: str, base: dict, splits: dict,
+                  reliability: dict | None) -> tuple[FinetuneConfig, Any, Any]:
+    """A trial's settings, prepared data and freshly built network (seeded: the same in
+    every attempt of the trial)."""
     from cortexzoo.data import load_dataset
 
     from .loaders import prepare_data
     from .networks import build_network
 
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
-    torch.set_num_threads(max(1, int(round(cpus))))
     cfg = FinetuneConfig.from_dict({**base, **config})
     ds = load_dataset(data_uri, validate=False)  # the driver validated it
     sp = Splits.from_dict(splits)
@@ -129,20 +137,47 @@ def _trial(config: dict, *, data_uri: str, base: dict, splits: dict,
     bundle = build_network(cfg, n_out)
     rel = {k: np.asarray(v) for k, v in reliability.items()} if reliability is not None else None
     data = prepare_data(ds, sp, bundle.preprocess, cfg.region, seed=cfg.seed, reliability=rel)
+    return cfg, data, bundle
+
+
+def _trial(config: dict, *, data_uri: str, base: dict, splits: dict,
+           reliability: dict | None = None, checkpoint_every: int = 1) -> None:
+    """One Ray Tune trial: train with the trial's config, report every epoch (with a
+    checkpoint every ``checkpoint_every`` epochs), continue from the trial's latest
+    checkpoint when Tune restarts it."""
+    import ray
+    import torch
+    from ray import tune
+
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1.0)
+    torch.set_num_threads(max(1, int(round(cpus))))
+    cfg, data, bundle = _trial_inputs(config, data_uri, base, splits, reliability)
     info = json.dumps(bundle_info(bundle))
-    state = {"rows": "[]"}
+    resume = None
+    ckpt = tune.get_checkpoint()
+    if ckpt is not None:
+        with ckpt.as_directory() as d:
+            resume = load_training_state(os.path.join(d, _STATE_FILE))
+    state: dict[str, str | None] = {"rows": None}
 
     def on_epoch(m: dict, res) -> None:
-        if m["improved"]:
-            rows, _ = score_rows(data, res.predictions)
+        if m["improved"] or (state["rows"] is None and res.predictions):
+            rows, _ = score_rows(data, res.predictions)   # (also the restored best epoch's)
             state["rows"] = json.dumps(rows)
         payload = {k: float(m[k]) for k in _REPORTED}
         # the best epoch's val/test rows travel with every report so that a trial
         # stopped by ASHA at any epoch still leaves its scores
-        payload.update(rows=state["rows"], network=info, dataset=data.dataset_name)
-        tune.report(payload)
+        payload.update(rows=state["rows"] or "[]", network=info, dataset=data.dataset_name,
+                       resumed_epoch=res.resumed_epoch)
+        if checkpoint_every and int(m["epoch"]) % checkpoint_every == 0:
+            # Tune copies the folder to the experiment's storage before report returns
+            with tempfile.TemporaryDirectory(prefix="cortexzoo-trial-") as d:
+                save_training_state(res.training_state(), os.path.join(d, _STATE_FILE))
+                tune.report(payload, checkpoint=tune.Checkpoint.from_directory(d))
+        else:
+            tune.report(payload)
 
-    train_network(cfg, data, bundle, track_test=True, on_epoch=on_epoch)
+    train_network(cfg, data, bundle, track_test=True, on_epoch=on_epoch, resume=resume)
 
 
 # --------------------------------------------------------------------------- campaign
@@ -212,7 +247,7 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
              name: str | None = None, resume: bool = False,
              cpus_per_trial: float | None = None, gpus_per_trial: float | None = None,
              max_concurrent: int | None = None, max_failures: int = 2, verbose: int = 1,
-             callbacks: Sequence[Any] | None = None) -> TuneResult:
+             callbacks: Sequence[Any] | None = None, checkpoint_every: int = 1) -> TuneResult:
     """Run (or resume) a tuning campaign and write its trials, scores, best preset and plot.
 
     Parameters
@@ -229,10 +264,12 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
     max_concurrent : cap on concurrent trials (default: the space's, else as many as
         the resources allow).
     max_failures : how often a failed trial (its worker or node died, or it raised) is
-        run again from its first epoch before it counts as an error; 0: never, -1:
-        without limit.
+        run again, from its latest checkpoint, before it counts as an error; 0: never,
+        -1: without limit.
     verbose : Ray Tune's verbosity.
     callbacks : extra ``ray.tune.Callback`` objects (e.g. for monitoring).
+    checkpoint_every : epochs between a trial's checkpoints (0: none; a failed or
+        interrupted trial then starts again from its first epoch).
 
     Ray must be initialized (the CLI does it); otherwise a local instance is started.
     """
@@ -250,6 +287,8 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         raise TuneError(f"campaign name {name!r} must be letters, digits, '-' or '_'")
     if num_samples < 1:
         raise TuneError(f"num_samples must be >= 1, got {num_samples}")
+    if checkpoint_every < 0:
+        raise TuneError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
     if max_failures < -1:
         raise TuneError(f"max_failures must be >= 0 (or -1: without limit), got {max_failures}")
     store = ResultStore(out)
@@ -291,7 +330,8 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         tune.with_parameters(_trial, data_uri=data_uri, base=base.to_dict(),
                              splits=splits.to_dict(),
                              reliability=split_reliability(ds, splits, base.region,
-                                                           seed=base.seed)),
+                                                           seed=base.seed),
+                             checkpoint_every=int(checkpoint_every)),
         resources)
     t0 = time.time()
     if exists:
@@ -316,6 +356,7 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
             run_config=tune.RunConfig(name=name, storage_path=_strip_scheme(storage, fs),
                                       storage_filesystem=fs, verbose=verbose,
                                       callbacks=list(callbacks or []),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       failure_config=tune.FailureConfig(
                                           max_failures=max_failures)),
         )
@@ -356,6 +397,23 @@ def _stop_reason(status: str, m: dict, cfg: FinetuneConfig | None) -> str:
     return "scheduler"
 
 
+def _drop_checkpoints(result) -> None:
+    """Delete a finished trial's checkpoint folders (a resume never runs it again). All of
+    them: Tune forgets the ones written before an interruption when it restores a trial."""
+    import pyarrow.fs as pafs
+
+    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
+    if fs is None or not path:
+        return
+    try:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        for info in infos:
+            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
+                fs.delete_dir(info.path)
+    except OSError as e:  # not worth failing a campaign over
+        log.warning("checkpoints of trial folder %s not deleted: %s", path, e)
+
+
 def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits: Splits,
             elapsed: float, num_samples: int) -> TuneResult:
     from cortexzoo.store import make_score_rows
@@ -387,6 +445,7 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
                "status": status,
                "error": str(r.error)[:500] if r.error else None,
                "epochs_run": int(m.get("training_iteration", 0) or 0),
+               "resumed_epoch": int(m.get("resumed_epoch", 0) or 0),
                "stop_reason": _stop_reason(status, m, cfg),
                "config": json.dumps(trial_params, sort_keys=True),
                "seconds": float(m.get("time_total_s", float("nan")) or float("nan"))}
@@ -407,6 +466,8 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
                                               "train_loss", "val_r") if c in df.columns]]
         except Exception:  # noqa: BLE001 - a missing progress file only costs the curve
             pass
+        if status == "TERMINATED":
+            _drop_checkpoints(r)
         unit = f"tune-{name}-{tid}"
         if status == "TERMINATED" and rows and cfg is not None and not store.has_unit(unit):
             info = json.loads(m["network"])
