@@ -66,9 +66,13 @@ def expected_values(unit: str) -> np.ndarray:
 
 
 def start_writer(uri, name, units, rounds, sync):
+    from cortexzoo.store.results import code_version
+
+    # one code version for both writers, even if a commit lands while the suite runs
+    env = {**os.environ, "CORTEXZOO_CODE_VERSION": code_version()}
     return subprocess.Popen([sys.executable, "-c", WRITER, uri, name, json.dumps(units),
                              str(rounds), str(sync), str(N_ROWS)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def check_unit_rows(df, units):
