@@ -329,6 +329,11 @@ def test_arrays_bytes_json(uri):
         store.put_array("features/k/o.npy", np.array([{"a": 1}], dtype=object))
     store.put_bytes("misc/blob.bin", b"\x00\x01")
     assert store.get_bytes("misc/blob.bin") == b"\x00\x01"
+    store.put_bytes("misc/gone.bin", b"x")
+    assert store.delete("misc/gone.bin") and not store.exists("misc/gone.bin")
+    assert store.get_bytes("misc/gone.bin") is None
+    assert not store.delete("misc/gone.bin")   # nothing there: not an error
+    assert store.get_bytes("misc/blob.bin") == b"\x00\x01"
     store.put_json("misc/a.json", {"a": np.int64(3), "b": [1.5]})
     assert store.get_json("misc/a.json") == {"a": 3, "b": [1.5]}
     assert store.get_json("misc/none.json") is None

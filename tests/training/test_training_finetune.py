@@ -299,3 +299,56 @@ def test_training_state_errors(planted, tmp_path):
     # a state of the run's last epoch resumes to the same end without training more
     again = train_network(cfg, data, build_network(cfg, ds.n_neuroids), resume=states[-1])
     assert len(again.history) == 3 and again.resumed_epoch == 3
+
+
+def test_killed_finetune_run_continues_from_its_training_state(planted, tmp_path, monkeypatch):
+    """run_finetune saves its training state every epoch; a run killed right after the
+    state of epoch 3 was written continues from there when started again, and writes
+    exactly the scores and history of a run that was never killed. The state is gone once
+    the unit is complete; a corrupt one is a clear error; --force starts over."""
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=6, lr=3e-3, decoder="mlp", width=32,
+                      dropout=0.2)
+    ref = run_finetune(planted, cfg, str(tmp_path / "ref"))
+    out = str(tmp_path / "killed")
+    store = ResultStore(out)
+
+    class Killed(BaseException):
+        pass
+
+    put, saved = ResultStore.put_bytes, []
+
+    def put_then_die(self, relpath, data):
+        uri = put(self, relpath, data)
+        if relpath.endswith("/training_state.pt"):
+            saved.append(relpath)
+            if len(saved) == 3:
+                raise Killed
+        return uri
+
+    monkeypatch.setattr(ResultStore, "put_bytes", put_then_die)
+    with pytest.raises(Killed):
+        run_finetune(planted, cfg, out)
+    monkeypatch.setattr(ResultStore, "put_bytes", put)
+    state_rel = saved[-1]
+    assert store.exists(state_rel) and not store.completed_units()
+    good = store.get_bytes(state_rel)
+    store.put_bytes(state_rel, good[:100])   # e.g. a copy cut short by hand
+    with pytest.raises(ValueError, match=r"training_state\.pt.*--force"):
+        run_finetune(planted, cfg, out)
+    store.put_bytes(state_rel, good)
+
+    again = run_finetune(planted, cfg, out)
+    assert again.resumed_epoch == 3 and not again.skipped
+    assert again.unit_key == ref.unit_key
+    drop = lambda hs: [{k: v for k, v in h.items() if k != "seconds"} for h in hs]  # noqa: E731
+    assert drop(again.history) == drop(ref.history)
+    assert (again.best_epoch, again.val_ev, again.test_ev, again.test_r) == \
+        (ref.best_epoch, ref.val_ev, ref.test_ev, ref.test_r)
+    cols = ["region", "split", "metric", "value"]
+    pd.testing.assert_frame_equal(again.scores[cols].reset_index(drop=True),
+                                  ref.scores[cols].reset_index(drop=True))
+    assert not store.exists(state_rel)   # the unit is complete
+
+    # --force retrains from the first epoch, to the same numbers
+    forced = run_finetune(planted, cfg, out, force=True)
+    assert forced.resumed_epoch == 0 and drop(forced.history) == drop(ref.history)

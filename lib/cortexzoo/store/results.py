@@ -1004,6 +1004,17 @@ class ResultStore:
         self._write_atomic(path, bytes(data))
         return self._display(path)
 
+    def delete(self, relpath: str) -> bool:
+        """Remove the file at ``relpath``; False when there was none."""
+        path = self._path(self._relpath(relpath))
+        if not self._exists(path):   # object stores delete a missing key without a word
+            return False
+        try:
+            self._io("deleting", path, lambda: self.fs.rm_file(path))
+        except FileNotFoundError:
+            return False
+        return True
+
     def get_bytes(self, relpath: str) -> bytes | None:
         """The bytes at ``relpath``, or None when it does not exist."""
         path = self._path(self._relpath(relpath))

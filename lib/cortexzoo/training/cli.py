@@ -84,14 +84,16 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         print(f"fine-tuning {cfg.backbone} (preset {cfg.preset or 'custom'}) on {args.data} ...")
         try:
             res = run_finetune(args.data, cfg, args.out, run_id=args.run_id, device=args.device,
-                               force=args.force, save_checkpoint=not args.no_checkpoint)
+                               force=args.force, save_checkpoint=not args.no_checkpoint,
+                               checkpoint_every=args.checkpoint_every)
         except (ValueError, OSError, WeightsUnavailableError) as e:
             # bad config/data, unreachable storage, or trained weights not available offline
             print(f"error: {cfg.preset or cfg.backbone}: {e}", file=sys.stderr)
             rc = 1
             continue
         state = "already done (use --force to retrain)" if res.skipped else \
-            f"best epoch {res.best_epoch}/{len(res.history)}"
+            f"best epoch {res.best_epoch}/{len(res.history)}" + (
+                f" (continued after epoch {res.resumed_epoch})" if res.resumed_epoch else "")
         print(f"  {state}: val EV {100 * res.val_ev:.2f}%  test EV {100 * res.test_ev:.2f}%  "
               f"test r {100 * res.test_r:.2f}%  unit {res.unit_key}")
         if res.checkpoint_uri:
@@ -180,6 +182,9 @@ def register_cli(subparsers: Any) -> None:
     f.add_argument("--run-id")
     f.add_argument("--force", action="store_true", help="retrain even if the unit exists")
     f.add_argument("--no-checkpoint", action="store_true", help="do not store model.pt")
+    f.add_argument("--checkpoint-every", dest="checkpoint_every", type=int, default=1,
+                   help="epochs between saves of the training state, from which a killed "
+                        "run continues when started again (default 1; 0: never)")
     f.add_argument("--baselines", action="store_true", help="also fit the pixel baselines")
     f.add_argument("--pixel-size", type=int, default=32, help="pixel baseline image side")
     f.set_defaults(func=cmd_finetune)

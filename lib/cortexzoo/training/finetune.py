@@ -120,20 +120,29 @@ class TrainResult:
 TRAINING_STATE_VERSION = 1
 
 
-def save_training_state(state: dict[str, Any], path: str) -> None:
-    """Write a training state (tensors and plain values only) with ``torch.save``."""
-    torch.save(state, path)
+def save_training_state(state: dict[str, Any], path: str | None = None) -> bytes | None:
+    """Write a training state (tensors and plain values only) with ``torch.save`` to
+    ``path``, or return its bytes when ``path`` is None."""
+    if path is not None:
+        torch.save(state, path)
+        return None
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    return buf.getvalue()
 
 
-def load_training_state(path: str) -> dict[str, Any]:
-    """Read a training state written by :func:`save_training_state`, safely
-    (``weights_only=True``: no arbitrary objects are unpickled)."""
+def load_training_state(src: str | bytes, name: str | None = None) -> dict[str, Any]:
+    """Read a training state written by :func:`save_training_state` (a path, or its
+    bytes), safely (``weights_only=True``: no arbitrary objects are unpickled). ``name``
+    names it in errors (default: the path)."""
+    name = name or (src if isinstance(src, str) else "<bytes>")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(src if isinstance(src, str) else io.BytesIO(src), map_location="cpu",
+                           weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file
-        raise ValueError(f"training state {path} cannot be read ({type(e).__name__}: {e})") from e
+        raise ValueError(f"training state {name} cannot be read ({type(e).__name__}: {e})") from e
     if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
-        raise ValueError(f"training state {path} is not a version-{TRAINING_STATE_VERSION} "
+        raise ValueError(f"training state {name} is not a version-{TRAINING_STATE_VERSION} "
                          "cortexzoo training state")
     return state
 
@@ -456,6 +465,7 @@ class FinetuneResult:
     test_ev: float
     test_r: float
     skipped: bool = False
+    resumed_epoch: int = 0   # > 0: continued from the state saved after this epoch
 
 
 def _unit_key(cfg: FinetuneConfig, fingerprint: str, splits: Splits) -> str:
@@ -490,7 +500,7 @@ def split_relpath(fingerprint: str, cfg: FinetuneConfig) -> str:
 
 def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | None = None,
                  device: str | None = None, force: bool = False,
-                 save_checkpoint: bool = True) -> FinetuneResult:
+                 save_checkpoint: bool = True, checkpoint_every: int = 1) -> FinetuneResult:
     """Train one network end to end and write its scores, per-neuroid values and checkpoint.
 
     Written under ``out`` (local folder or s3://):
@@ -505,6 +515,11 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
     A unit already present is not recomputed unless ``force``. The split is the one stored
     at ``splits/<dataset fingerprint>-<split settings>.json`` when present (shared by all
     runs on the same dataset and settings), else a new one.
+
+    Every ``checkpoint_every`` epochs (0: never) the complete training state is written to
+    ``finetune/<unit_key>/training_state.pt``; a run killed before it finished continues
+    from there when started again (unless ``force``), and ends exactly as an uninterrupted
+    run would on CPU. The state is deleted once the unit's scores are written.
     """
     from cortexzoo.data import load_dataset
     from cortexzoo.store import ResultStore, make_score_rows
@@ -524,17 +539,46 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
                               _value(scores, "val", "explained_variance"),
                               _value(scores, "test", "explained_variance"),
                               _value(scores, "test", "pearson_r"), skipped=True)
+    if checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be >= 0 (0: no training state), got "
+                         f"{checkpoint_every}")
+    base = f"finetune/{unit}"
+    state_rel = f"{base}/training_state.pt"
+    resume = None
+    if force:
+        store.delete(state_rel)
+    else:
+        raw = store.get_bytes(state_rel)
+        if raw is not None:
+            try:
+                resume = load_training_state(raw, name=store.uri_of(state_rel))
+            except ValueError as e:
+                raise ValueError(f"{e}; delete it, or pass force=True (--force) to start over") \
+                    from e
     bundle = build_network(cfg, len(ds.neuroids) if cfg.region is None
                            else len(ds.region_index(cfg.region)))
     data = prepare_data(ds, splits, bundle.preprocess, cfg.region, seed=cfg.seed)
-    res = train_network(cfg, data, bundle, device=device)
+
+    def on_epoch(m: dict, r: TrainResult) -> None:
+        if checkpoint_every and int(m["epoch"]) % checkpoint_every == 0:
+            store.put_bytes(state_rel, save_training_state(r.training_state()))
+
+    if resume is not None:
+        log.info("%s: continuing from %s (after epoch %d)", unit, store.uri_of(state_rel),
+                 int(resume["epoch"]))
+    try:
+        res = train_network(cfg, data, bundle, device=device, on_epoch=on_epoch, resume=resume)
+    except ValueError as e:
+        if resume is None:
+            raise
+        raise ValueError(f"cannot continue from {store.uri_of(state_rel)}: {e}; delete it, or "
+                         "pass force=True (--force) to start over") from e
     rows, per = score_rows(data, res.predictions)
     info = bundle_info(bundle)
     common = common_columns(cfg, info, ds.name, run_id, splits)
     common.update(best_epoch=res.best_epoch, epochs_run=len(res.history),
                   trial_id=None, campaign=None)
     scores = make_score_rows(common, rows)
-    base = f"finetune/{unit}"
     ckpt_uri = None
     if save_checkpoint and res.state_dict is not None:
         buf = io.BytesIO()
@@ -559,10 +603,11 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
         log.warning("matplotlib is not installed: no learning-curve plot")
     # the scores file last: its presence marks the unit complete
     store.write_scores(scores, unit)
+    store.delete(state_rel)
     return FinetuneResult(run_id, unit, scores, per, res.history, ckpt_uri, res.best_epoch,
                           _value(scores, "val", "explained_variance"),
                           _value(scores, "test", "explained_variance"),
-                          _value(scores, "test", "pearson_r"))
+                          _value(scores, "test", "pearson_r"), resumed_epoch=res.resumed_epoch)
 
 
 def _value(scores: pd.DataFrame, split: str, metric: str) -> float:
