@@ -251,20 +251,20 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
         res.predictions = {k: v.numpy() for k, v in best["predictions"].items()}
         res.history = [dict(h) for h in resume["history"]]
         since_best = int(resume["since_best"])
-        start = res.resumed_epoch = int(resume["epoch"])
-        start += 1
+        res.resumed_epoch = int(resume["epoch"])
+        start = res.resumed_epoch + 1
         last = res.history[-1] if res.history else {}
         if (cfg.patience and since_best >= cfg.patience) or \
                 not math.isfinite(float(last.get("train_loss", 0.0))):
             res.stopped_early = True   # the state is of the run's last epoch
             start = cfg.epochs + 1
-        log.info("resuming after epoch %d (best epoch %d)", start - 1, res.best_epoch)
+        log.info("resuming after epoch %d (best epoch %d)", res.resumed_epoch, res.best_epoch)
 
     def snapshot(epoch: int) -> dict[str, Any]:
         return {
             "version": TRAINING_STATE_VERSION, "epoch": epoch, "seed": cfg.seed,
             "epochs": cfg.epochs,
-            "model": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            "model": _to_cpu(model.state_dict()),
             "optimizer": _to_cpu(opt.state_dict()),
             "scheduler": sched.state_dict() if sched is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
