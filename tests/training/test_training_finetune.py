@@ -224,17 +224,22 @@ def test_cli_finetune_with_pixel_baselines_to_s3(planted, s3_bucket, capsys):
     assert bad.func(bad) == 2
 
 
-@pytest.mark.parametrize("stop_after", [2, 5])
-def test_resume_from_training_state_equals_uninterrupted_run(planted, tmp_path, stop_after):
+@pytest.mark.parametrize("stop_after,frozen,lr,improving", [
+    (2, False, 3e-3, True), (5, False, 3e-3, True), (3, True, 3e-3, True),
+    (7, True, 3e-3, True), (4, False, 3e-2, False)])
+def test_resume_from_training_state_equals_uninterrupted_run(planted, tmp_path, stop_after,
+                                                             frozen, lr, improving):
     """A run continued from the state saved after epoch k (through a file, loaded with
     weights_only) ends exactly as the run that was never interrupted: same per-epoch
     losses and EVs, best epoch, weights and predictions. Dropout (the global torch RNG),
-    the shuffling generator, Adam's moments and StepLR all have to be restored for that."""
+    the shuffling generator, Adam's moments and StepLR all have to be restored for that.
+    A frozen backbone's weights are not in the state (the rebuilt network has them)."""
     from cortexzoo.training.finetune import load_training_state, save_training_state
 
     ds = load_dataset(planted)
-    cfg = load_preset("shallow-cnn", image_size=32, epochs=7, patience=3, lr=3e-3,
-                      decoder="mlp", width=64, dropout=0.3, step_size=2, gamma=0.5)
+    cfg = load_preset("shallow-cnn", image_size=32, epochs=7, patience=3, lr=lr,
+                      decoder="mlp", width=64, dropout=0.3, step_size=2, gamma=0.5,
+                      frozen=frozen)
     splits = make_splits(ds.stimuli["stimulus_id"], 0.15, 0.15)
 
     def fresh():
@@ -259,17 +264,33 @@ def test_resume_from_training_state_equals_uninterrupted_run(planted, tmp_path, 
         train_network(cfg, data, b, track_test=True, on_epoch=save_then_crash)
     state = load_training_state(path)
     assert state["epoch"] == stop_after
+    every_key = list(b.model.state_dict())
+    backbone = [k for k in every_key if k.startswith("backbone.")]
+    assert backbone and any(k.startswith("decoder.") for k in every_key)
+    if frozen:   # only what training changes is saved
+        assert state["constant_keys"] == backbone
+        assert sorted(state["model"]) == sorted(set(every_key) - set(backbone))
+    else:
+        assert state["constant_keys"] == [] and list(state["model"]) == every_key
+    # improving: the current weights are the best ones, stored once; else both are saved
+    assert (state["best"]["epoch"] == stop_after) == improving
+    if improving:
+        for k, v in state["model"].items():
+            assert state["best"]["state_dict"][k].untyped_storage().data_ptr() == \
+                v.untyped_storage().data_ptr(), k
     torch.manual_seed(12345)   # a new process: the global RNG is elsewhere
     b, data = fresh()
     seen = []
     resumed = train_network(cfg, data, b, track_test=True, resume=state,
                             on_epoch=lambda m, r: seen.append(m["epoch"]))
-    assert resumed.resumed_epoch == stop_after and seen[0] == stop_after + 1
+    assert resumed.resumed_epoch == stop_after
+    assert seen == list(range(stop_after + 1, len(full.history) + 1))
     keys = ("epoch", "train_loss", "val_ev", "val_r", "best_val_ev", "lr")
     assert [[h[k] for k in keys] for h in resumed.history] == \
         [[h[k] for k in keys] for h in full.history]
     assert (resumed.best_epoch, resumed.best_val_ev, resumed.stopped_early) == \
         (full.best_epoch, full.best_val_ev, full.stopped_early)
+    assert list(resumed.state_dict) == list(full.state_dict)
     for k, v in full.state_dict.items():
         assert torch.equal(resumed.state_dict[k], v), k
     for split in ("val", "test"):
@@ -279,7 +300,8 @@ def test_resume_from_training_state_equals_uninterrupted_run(planted, tmp_path, 
 
 
 def test_training_state_errors(planted, tmp_path):
-    from cortexzoo.training.finetune import TrainResult, load_training_state
+    from cortexzoo.training.finetune import (TrainResult, load_training_state,
+                                             save_training_state)
 
     with pytest.raises(RuntimeError, match="only during training"):
         TrainResult().training_state()
@@ -292,13 +314,33 @@ def test_training_state_errors(planted, tmp_path):
     b = build_network(cfg, ds.n_neuroids)
     data = prepare_data(ds, make_splits(ds.stimuli["stimulus_id"], 0.15, 0.15), b.preprocess)
     states = []
-    train_network(cfg, data, b, on_epoch=lambda m, r: states.append(r.training_state()))
+    run = train_network(cfg, data, b, on_epoch=lambda m, r: states.append(r.training_state()))
     with pytest.raises(ValueError, match="seed 0, 3 epochs.*seed 1"):
         train_network(cfg.replace(seed=1), data, build_network(cfg, ds.n_neuroids),
                       resume=states[0])
     # a state of the run's last epoch resumes to the same end without training more
     again = train_network(cfg, data, build_network(cfg, ds.n_neuroids), resume=states[-1])
     assert len(again.history) == 3 and again.resumed_epoch == 3
+    # a version-1 state (every weight saved) is still read
+    v1 = {**states[0], "version": 1}
+    v1.pop("constant_keys"), v1.pop("constant_digest")
+    v1 = load_training_state(save_training_state(v1))
+    old = train_network(cfg, data, build_network(cfg, ds.n_neuroids), resume=v1)
+    assert old.resumed_epoch == 1 and old.best_val_ev == run.best_val_ev
+    assert all(torch.equal(old.state_dict[k], v) for k, v in run.state_dict.items())
+    with pytest.raises(ValueError, match="version 1 or 2"):
+        load_training_state(save_training_state({**states[0], "version": 9}))
+    # a frozen backbone's weights are left out of the state and checked by digest: a
+    # network whose frozen weights differ cannot continue from it
+    fcfg = cfg.replace(frozen=True)
+    fstates = []
+    train_network(fcfg, data, build_network(fcfg, ds.n_neuroids),
+                  on_epoch=lambda m, r: fstates.append(r.training_state()))
+    other = build_network(fcfg, ds.n_neuroids)
+    with torch.no_grad():
+        next(other.model.backbone.parameters()).add_(1e-3)
+    with pytest.raises(ValueError, match="frozen backbone"):
+        train_network(fcfg, data, other, resume=fstates[0])
 
 
 def test_killed_finetune_run_continues_from_its_training_state(planted, tmp_path, monkeypatch):

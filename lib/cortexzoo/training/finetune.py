@@ -11,6 +11,7 @@ in standardized and original units; predictions are reported in original units.
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import math
@@ -110,14 +111,20 @@ class TrainResult:
         """Everything needed to continue this run exactly where it is (see
         :func:`train_network`'s ``resume``): weights, optimizer, scheduler, scaler, random
         generators, the best epoch so far and its predictions. Only during training
-        (in ``on_epoch``)."""
+        (in ``on_epoch``).
+
+        Weights that training never changes (a frozen backbone's) are left out and
+        identified by a digest instead; at an improving epoch the current and the best
+        weights are the same tensors, which ``torch.save`` writes once."""
         if self._state is None:
             raise RuntimeError("training_state() is available only during training (on_epoch)")
         return self._state()
 
 
-#: Version of the dict :meth:`TrainResult.training_state` returns.
-TRAINING_STATE_VERSION = 1
+#: Version of the dict :meth:`TrainResult.training_state` returns (2: constant weights
+#: left out; version 1 states, with every weight, are still read).
+TRAINING_STATE_VERSION = 2
+_READABLE_STATE_VERSIONS = (1, 2)
 
 
 def save_training_state(state: dict[str, Any], path: str | None = None) -> bytes | None:
@@ -141,10 +148,28 @@ def load_training_state(src: str | bytes, name: str | None = None) -> dict[str, 
                            weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file
         raise ValueError(f"training state {name} cannot be read ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("version") != TRAINING_STATE_VERSION:
-        raise ValueError(f"training state {name} is not a version-{TRAINING_STATE_VERSION} "
-                         "cortexzoo training state")
+    if not isinstance(state, dict) or state.get("version") not in _READABLE_STATE_VERSIONS:
+        raise ValueError(f"training state {name} is not a cortexzoo training state of "
+                         f"version {' or '.join(map(str, _READABLE_STATE_VERSIONS))}")
     return state
+
+
+def _constant_keys(model: torch.nn.Module) -> list[str]:
+    """State entries training never changes: those of a frozen backbone (its parameters
+    get no gradient and it stays in eval mode, so its BatchNorm statistics stay too)."""
+    if not getattr(model, "frozen", False) or not hasattr(model, "backbone"):
+        return []
+    return [k for k in model.state_dict() if k.startswith("backbone.")]
+
+
+def _digest(sd: dict[str, torch.Tensor], keys: list[str]) -> str:
+    """Digest of the named entries' names, dtypes, shapes and bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    for k in keys:
+        t = sd[k].detach().to("cpu").contiguous()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def _amp_context(device: torch.device, enabled: bool):
@@ -232,8 +257,21 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
     best_val_r = float("nan")
     since_best = 0
     start = 1
+    constant = _constant_keys(model)
     if resume is not None:
         _check_resume(resume, cfg)
+        omitted = list(resume.get("constant_keys") or [])
+        full = model.state_dict()
+        if omitted:
+            if omitted != constant or resume.get("constant_digest") != _digest(full, constant):
+                raise ValueError(
+                    "the training state was saved with other constant (frozen backbone) "
+                    "weights than this network's: it cannot continue here")
+            fixed = {k: full[k] for k in omitted}
+            resume = {**resume, "model": {**fixed, **resume["model"]}}
+            if resume["best"]["state_dict"] is not None:
+                resume["best"] = {**resume["best"], "state_dict": {
+                    **_to_cpu(fixed), **resume["best"]["state_dict"]}}
         model.load_state_dict(resume["model"])
         opt.load_state_dict(resume["optimizer"])
         if sched is not None:
@@ -260,18 +298,29 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
             start = cfg.epochs + 1
         log.info("resuming after epoch %d (best epoch %d)", res.resumed_epoch, res.best_epoch)
 
+    skip = set(constant)
+    digest = _digest(model.state_dict(), constant) if constant else None
+
     def snapshot(epoch: int) -> dict[str, Any]:
+        weights = _to_cpu({k: v for k, v in model.state_dict().items() if k not in skip})
+        if res.state_dict is None:
+            best_weights = None
+        elif res.best_epoch == epoch:   # the same values: share them (saved once)
+            best_weights = weights
+        else:
+            best_weights = {k: v for k, v in res.state_dict.items() if k not in skip}
         return {
             "version": TRAINING_STATE_VERSION, "epoch": epoch, "seed": cfg.seed,
             "epochs": cfg.epochs,
-            "model": _to_cpu(model.state_dict()),
+            "constant_keys": list(constant), "constant_digest": digest,
+            "model": weights,
             "optimizer": _to_cpu(opt.state_dict()),
             "scheduler": sched.state_dict() if sched is not None else None,
             "scaler": scaler.state_dict() if scaler is not None else None,
             "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             "best": {"epoch": res.best_epoch, "val_ev": res.best_val_ev, "val_r": best_val_r,
-                     "state_dict": res.state_dict,
+                     "state_dict": best_weights,
                      "predictions": {k: torch.from_numpy(np.ascontiguousarray(v))
                                      for k, v in res.predictions.items()}},
             "history": [dict(h) for h in res.history], "since_best": since_best,
@@ -367,7 +416,7 @@ def _to_cpu(obj: Any) -> Any:
 
 
 def _check_resume(state: dict[str, Any], cfg: FinetuneConfig) -> None:
-    if state.get("version") != TRAINING_STATE_VERSION:
+    if state.get("version") not in _READABLE_STATE_VERSIONS:
         raise ValueError(f"cannot resume from a training state of version "
                          f"{state.get('version')!r} (expected {TRAINING_STATE_VERSION})")
     if int(state.get("seed", -1)) != cfg.seed or int(state.get("epochs", -1)) != cfg.epochs:
