@@ -12,6 +12,7 @@ left no scores); ``run_tune(max_failures=2)`` is now the default.
 """
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -220,6 +221,16 @@ def test_twin_training_survives_worker_node_loss(cluster_run):
     assert {h["world_size"] for h in hist} == {2}
     resumed = [h for h in hist if h["n_resumes"] >= 1]
     assert resumed and resumed[0]["start_epoch"] >= r["kill"]["registered_epoch"] + 1
+
+    # only the checkpoints Ray Train holds are left (the one a dying node uploaded, or
+    # that the restored run forgot, is deleted)
+    (run_dir,) = glob.glob(os.path.join(r["out"], "twins", "ray", "*", ""))
+    with open(os.path.join(run_dir, "checkpoint_manager_snapshot.json")) as f:
+        snap = json.load(f)
+    held = {c["checkpoint_dir_name"] for c in snap["checkpoint_results"]}
+    left = {os.path.basename(p) for p in glob.glob(os.path.join(run_dir, "checkpoint_*"))
+            if os.path.isdir(p)}
+    assert held and left == held
 
     # the interrupted 2-node run ends exactly where an uninterrupted in-process run does
     local = fit_local(dict(multinode.TWIN), r["data"])

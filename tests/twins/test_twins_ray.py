@@ -10,6 +10,7 @@ and per-rank dropout masks would legitimately differ between 1 and 2 workers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import uuid
 
@@ -99,8 +100,43 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_run):
         (0, 0, 0), (1, 0, 0), (2, 2, 1)]
     # checkpoints live in object storage, kept by validation loss
     fs = s3fs.S3FileSystem(endpoint_url=os.environ["AWS_ENDPOINT_URL"])
-    ckpts = fs.glob(ray_run["out"][5:] + "/twins/ray/cnn-seed0/checkpoint_*/state.pt")
+    run_dir = ray_run["out"][5:] + "/twins/ray/cnn-seed0"
+    ckpts = fs.glob(run_dir + "/checkpoint_*/state.pt")
     assert 1 <= len(ckpts) <= 3
+    # exactly the ones Ray Train holds are left
+    snap = json.loads(fs.cat(run_dir + "/checkpoint_manager_snapshot.json"))
+    held = {c["checkpoint_dir_name"] for c in snap["checkpoint_results"]}
+    assert {c.split("/")[-2] for c in ckpts} == held
+
+
+def test_unregistered_checkpoint_folders_are_deleted(tmp_path):
+    """Folders named like checkpoints that the result does not hold go; the held ones
+    (best and latest) and everything else in the run folder stay."""
+    from types import SimpleNamespace
+
+    import pyarrow.fs as pafs
+
+    from cortexzoo.twins.train import drop_unregistered_checkpoints
+
+    run = tmp_path / "run"
+    names = ["checkpoint_a", "checkpoint_b", "checkpoint_c", "checkpoint_d"]
+    for n in names:
+        (run / n).mkdir(parents=True)
+        (run / n / "state.pt").write_bytes(b"x")
+    (run / "checkpoint_manager_snapshot.json").write_text("{}")
+    (run / "other").mkdir()
+    ck = lambda n: SimpleNamespace(path=str(run / n))  # noqa: E731
+    result = SimpleNamespace(filesystem=pafs.LocalFileSystem(), path=str(run),
+                             best_checkpoints=[(ck("checkpoint_b"), {})],
+                             checkpoint=ck("checkpoint_d"))
+    assert sorted(drop_unregistered_checkpoints(result)) == ["checkpoint_a", "checkpoint_c"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "checkpoint_b", "checkpoint_d", "checkpoint_manager_snapshot.json", "other"]
+    assert (run / "checkpoint_b" / "state.pt").read_bytes() == b"x"
+    # a run folder that is gone: nothing to do, no error
+    gone = SimpleNamespace(filesystem=pafs.LocalFileSystem(), path=str(tmp_path / "nope"),
+                           best_checkpoints=[], checkpoint=None)
+    assert drop_unregistered_checkpoints(gone) == []
 
 
 def test_eval_writes_scores_and_plot(ray_run, sessions):

@@ -483,6 +483,7 @@ def _run_pair(run: TwinsRunConfig, encoder: str, seed: int,
     result = trainer.fit()
     if result.error is not None:
         raise result.error
+    drop_unregistered_checkpoints(result)
     best = result.get_best_checkpoint("val_loss", "min")
     if best is None:
         raise RuntimeError(f"pair {key}: training reported no checkpoint")
@@ -507,6 +508,35 @@ def _run_pair(run: TwinsRunConfig, encoder: str, seed: int,
                       epochs_run=None if latest.get("epoch") is None else int(latest["epoch"]) + 1,
                       n_resumes=latest.get("n_resumes"), seconds=summary["seconds"],
                       model_uri=uri)
+
+
+def drop_unregistered_checkpoints(result: Any) -> list[str]:
+    """Delete the run's checkpoint folders that Ray Train does not hold: uploaded by a
+    worker whose node then died, or forgotten when the run was restored. ``num_to_keep``
+    never removes them and nothing resumes from them. Returns the deleted folder names."""
+    import posixpath
+
+    import pyarrow.fs as pafs
+
+    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
+    if fs is None or not path:
+        return []
+    held = [c for c, _ in (getattr(result, "best_checkpoints", None) or [])]
+    if getattr(result, "checkpoint", None) is not None:
+        held.append(result.checkpoint)
+    keep = {posixpath.basename(str(c.path).rstrip("/")) for c in held}
+    dropped = []
+    try:
+        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+            if (info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                    and info.base_name not in keep):
+                fs.delete_dir(info.path)
+                dropped.append(info.base_name)
+    except OSError as e:  # not worth failing a trained pair over
+        log.warning("unregistered checkpoints under %s not deleted: %s", path, e)
+    if dropped:
+        log.info("deleted %d unregistered checkpoint folder(s) under %s", len(dropped), path)
+    return dropped
 
 
 def latest_history(result: Any, best_state: Mapping[str, Any]) -> list[dict[str, Any]]:
