@@ -114,7 +114,7 @@ def test_shared_alpha_and_1d_and_no_intercept():
                                    atol=1e-8)
 
 
-@pytest.mark.parametrize("n,p", [(40, 10), (20, 50)])
+@pytest.mark.parametrize("n,p", [(40, 10), (20, 50), (200, 260)])
 def test_torch_backend_equals_numpy(n, p):
     X, Y = _problem(n, p, 6, seed=5)
     a = GCVSolver(X, ALPHAS).loo(Y, return_coef=True)
@@ -126,6 +126,22 @@ def test_torch_backend_equals_numpy(n, p):
     c = GCVSolver(X, ALPHAS, backend="torch", dtype="float32").loo(Y)
     assert c.loo_predictions.dtype == np.float32
     assert np.abs(c.pearson - a.pearson).max() < 1e-4
+
+
+@pytest.mark.parametrize("n,chunk", [(300, 37), (130, None), (64, 10)])
+def test_centered_gram_equals_numpy_in_both_backends(n, chunk):
+    """The Gram matrix of centered X, accumulated over feature blocks (torch: over the
+    lower block triangle only, then mirrored) equals Xc Xc^T."""
+    from cortexzoo.mapping.backend import get_backend
+    from cortexzoo.mapping.solvers import _centered_gram
+
+    X, _ = _problem(n, 150, 1, seed=3)
+    Xc = X - X.mean(0)
+    want = Xc @ Xc.T
+    for name in ("numpy", "torch"):
+        be = get_backend(name, "float64")
+        K = be.to_numpy(_centered_gram(X, be.asarray(X.mean(0)), be, chunk))
+        np.testing.assert_allclose(K, want, rtol=1e-12, atol=1e-9 * np.abs(want).max())
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -156,7 +156,7 @@ def _centered_gram(X: Any, x_mean: Any | None, backend: Backend,
             xb = xb - x_mean[None, j0:j1]
         backend.add_gram_(K, xb, tmp)
         del xb
-    return K
+    return backend.finish_gram_(K)
 
 
 def decompose(X: Any, backend: Backend, fit_intercept: bool = True, mode: str = "auto",
