@@ -258,12 +258,13 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
     since_best = 0
     start = 1
     constant = _constant_keys(model)
+    digest = _digest(model.state_dict(), constant) if constant else None
     if resume is not None:
         _check_resume(resume, cfg)
         omitted = list(resume.get("constant_keys") or [])
         full = model.state_dict()
         if omitted:
-            if omitted != constant or resume.get("constant_digest") != _digest(full, constant):
+            if omitted != constant or resume.get("constant_digest") != digest:
                 raise ValueError(
                     "the training state was saved with other constant (frozen backbone) "
                     "weights than this network's: it cannot continue here")
@@ -299,7 +300,6 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
         log.info("resuming after epoch %d (best epoch %d)", res.resumed_epoch, res.best_epoch)
 
     skip = set(constant)
-    digest = _digest(model.state_dict(), constant) if constant else None
 
     def snapshot(epoch: int) -> dict[str, Any]:
         weights = _to_cpu({k: v for k, v in model.state_dict().items() if k not in skip})
