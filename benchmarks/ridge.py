@@ -27,13 +27,16 @@ alone. Peak memory is the largest resident set size (RSS) above the process's si
 before the fit (after imports and after X and Y exist), sampled every 2 ms by a thread
 reading /proc/self/statm (tracemalloc would miss torch and LAPACK workspaces); reported
 as a multiple of nbytes(X) + nbytes(Y) in float64 (``peak_over_XY``). It includes the
-outputs (LOO predictions [n, t]; coefficients [t, p] for the estimators). Between
-repeated runs the previous run's memory is handed back to the OS (``malloc_trim``), so
-that a later run's peak does not include what the allocator kept from an earlier one.
+outputs (LOO predictions [n, t]; coefficients [t, p] for the estimators). Before each
+sampled run the previous run's memory is handed back to the OS (``malloc_trim``), so
+that its peak does not include what the allocator kept from an earlier one.
 
-Timing: each method is timed ``--repeat`` times in its process (default 3) while its
-runs took under 10 s in all, else once; ``time_s`` is the fastest run (steady state),
-``first_s`` the first (cold: fresh allocations, thread pools); speedups use ``time_s``.
+Timing: time and memory come from different runs, as the sampling thread slows a
+sub-second fit by 10-15% on 2 cores. The first run is sampled (``first_s``: cold, fresh
+allocations and thread pools); a method whose first run took 10 s or more runs only
+once. Otherwise it is timed unsampled ``--repeat`` times (default 3; fewer once its runs
+took 10 s in all), then run ``--repeat - 1`` more times sampled; ``time_s`` is the
+fastest timed run (steady state) and speedups use it; the peak is the worst sampled run.
 
 ``--threads N`` pins every BLAS / OpenMP pool and torch to N threads in every method:
 on a machine shared with other jobs, multi-threaded BLAS (syevd above all) can run
@@ -143,34 +146,57 @@ def _release_freed_memory() -> None:
 
 
 def _timed(make, X: np.ndarray, Y: np.ndarray, repeat: int, then=None
-           ) -> tuple[Any, float, float, int, "PeakRSS", dict]:
-    """Fit make() on X, Y up to `repeat` times (while under 10 s in all), each fit
-    followed by ``then(est)`` (timed with it) when given.
+           ) -> tuple[Any, float, float, int, int, dict]:
+    """Fit make() on X, Y, each fit followed by ``then(est)`` (timed with it) when given.
+
+    Memory and time come from different runs: the 2 ms sampling thread takes 10-15% from
+    a sub-second multithreaded fit on 2 cores (nothing measurable from a 2 s one). The
+    first run is sampled; if it took 10 s or more it is also the only timed run. Else
+    the method runs up to ``repeat`` times unsampled (while under 10 s in all) for the
+    time, then ``repeat - 1`` more times sampled for the worst peak. Before each sampled
+    run the previous estimator is dropped and freed memory handed back to the OS, so
+    that neither its outputs nor what the allocator kept count in the peak.
 
     Returns the last fitted estimator, the fastest and the first time, the number of
-    runs, the memory record and, with ``then``, the fastest fit alone (``fit_s``) and
-    the peak memory of the fits alone (``fit_extra``). The previous run's estimator is
-    dropped before each run, so that its outputs do not count twice in the peak.
+    timed runs, the peak memory above the pre-fit size (worst sampled run) and, with
+    ``then``, the fastest fit alone (``fit_s``) and the worst peak of the fits alone
+    (``fit_extra``).
     """
-    times: list[float] = []
-    fit_times: list[float] = []
-    fit_extra = 0
-    est = None
-    with PeakRSS() as mem:
-        while len(times) < repeat and (not times or sum(times) < 10.0):
-            est = None
-            _release_freed_memory()
-            if then is not None:
-                mem.reset()
+    def one(sampled: bool) -> tuple[Any, float, float, int, int]:
+        """(estimator, time, fit time, peak extra, fit-alone peak extra) of one run."""
+        if not sampled:
             t0 = time.perf_counter()
             est = make().fit(X, Y)
+            t_fit = time.perf_counter() - t0
             if then is not None:
-                fit_times.append(time.perf_counter() - t0)
-                fit_extra = max(fit_extra, mem.sample() - mem.base)
                 then(est)
-            times.append(time.perf_counter() - t0)
-    extra = {"fit_s": min(fit_times), "fit_extra": fit_extra} if then is not None else {}
-    return est, min(times), times[0], len(times), mem, extra
+            return est, time.perf_counter() - t0, t_fit, 0, 0
+        _release_freed_memory()
+        with PeakRSS() as mem:
+            t0 = time.perf_counter()
+            est = make().fit(X, Y)
+            t_fit = time.perf_counter() - t0
+            fit_peak = mem.sample() - mem.base
+            if then is not None:
+                then(est)
+            t_all = time.perf_counter() - t0
+        return est, t_all, t_fit, mem.extra, fit_peak
+
+    est, first, first_fit, extra, fit_extra = one(sampled=True)
+    times, fit_times = [first], [first_fit]
+    if first < 10.0:
+        times, fit_times = [], []
+        while len(times) < repeat and sum(times) < 10.0:
+            est = None
+            est, t, tf, _, _ = one(sampled=False)
+            times.append(t)
+            fit_times.append(tf)
+        for _ in range(repeat - 1):
+            est = None
+            est, _, _, e, fe = one(sampled=True)
+            extra, fit_extra = max(extra, e), max(fit_extra, fe)
+    fit = {"fit_s": min(fit_times), "fit_extra": fit_extra} if then is not None else {}
+    return est, min(times), first, len(times), extra, fit
 
 
 class _Loo:
@@ -217,7 +243,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
     if method == "sklearn":
         make = lambda: sklm.RidgeCV(alphas=alphas, alpha_per_target=True)  # noqa: E731
         make().fit(Xw, Yw).fit(Xw2, Yw2)
-        est, dt, first, runs, mem, _ = _timed(make, X, Y, repeat)
+        est, dt, first, runs, extra, _ = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.alpha_)
         # untimed: sklearn's LOO predictions for a subset of neuroids (see module doc)
         ta = min(t, AGREE_T)
@@ -230,7 +256,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         _Loo(alphas, backend, dtype).fit(Xw, Yw)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        est, dt, first, runs, mem, _ = _timed(lambda: _Loo(alphas, backend, dtype), X, Y,
+        est, dt, first, runs, extra, _ = _timed(lambda: _Loo(alphas, backend, dtype), X, Y,
                                               repeat)
         r = est.result_
         res["n_refined"] = np.asarray(r.n_refined)
@@ -245,7 +271,7 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
         make().fit(Xw, Yw).fit(Xw2, Yw2)
         if cuda:
             torch.cuda.reset_peak_memory_stats()
-        est, dt, first, runs, mem, fit = _timed(make, X, Y, repeat, then=lambda e: e.coef_)
+        est, dt, first, runs, extra, fit = _timed(make, X, Y, repeat, then=lambda e: e.coef_)
         res.update({k: np.asarray(v) for k, v in fit.items()})
         res["alpha"] = np.asarray(est.alpha_)
         res["pearson"] = est.loo_pearson_.astype(np.float64)
@@ -263,13 +289,13 @@ def worker(method: str, n: int, p: int, t: int, out: str, repeat: int = 3,
             make = lambda: KernelRidgeCV(alphas=alphas, kernel="linear",  # noqa: E731
                                          fit_intercept=True, cv=5)
         make().fit(Xw, Yw).fit(Xw2, Yw2)
-        est, dt, first, runs, mem, _ = _timed(make, X, Y, repeat)
+        est, dt, first, runs, extra, _ = _timed(make, X, Y, repeat)
         res["alpha"] = np.asarray(est.best_alphas_)
     else:
         raise ValueError(f"unknown method {method!r}")
     if cuda:
         res["gpu_peak"] = np.asarray(torch.cuda.max_memory_allocated())
-    np.savez(out, time=dt, first=first, runs=runs, extra=mem.extra,
+    np.savez(out, time=dt, first=first, runs=runs, extra=extra,
              data_bytes=X.nbytes + Y.nbytes, **res)
 
 

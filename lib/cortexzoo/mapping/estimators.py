@@ -229,7 +229,8 @@ class RidgeGCV(RegressorMixin, BaseEstimator):
             if "dual_coef_" not in self.__dict__:   # unfitted: hasattr() is False
                 raise AttributeError("'RidgeGCV' object has no attribute 'coef_'")
             d = self.dual_coef_
-            coef = dual_to_coef(self.X_fit_, d[:, None] if d.ndim == 1 else d, self._x_mean)
+            coef = dual_to_coef(self.X_fit_, d[:, None] if d.ndim == 1 else d, self._x_mean,
+                                self.backend, self.device)
             coef = coef[:, 0] if d.ndim == 1 else coef.T
             self._coef = coef
         return coef

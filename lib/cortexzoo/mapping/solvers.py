@@ -404,8 +404,7 @@ def _finish(dec: Decomposition, tab: _Tables, backend: Backend, Yc: Any, Z: Any,
 def _float64_twin(dec: Decomposition, alphas: np.ndarray,
                   backend: Backend) -> tuple[Decomposition, _Tables, Backend]:
     """The float32 decomposition in float64 arithmetic, to re-compare near-tied alphas."""
-    be64 = get_backend(backend.name, "float64",
-                       None if backend.name == "numpy" else str(backend.device))
+    be64 = _float64_backend(backend)
     up = lambda a: None if a is None else be64.asarray(a)  # noqa: E731
     dec64 = Decomposition(dec.mode, up(dec.U), up(dec.s2), dec.n_samples, dec.n_features,
                           dec.fit_intercept, None, lev_perp=up(dec.lev_perp),
@@ -552,8 +551,9 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             d_np = backend.to_numpy(dual)   # [B, n]
             out["dual_coef"][:, j0:j1] = d_np.T
             if xc_mean is not None:
-                out["intercept"][j0:j1] = (backend.to_numpy(ymean).astype(np.float64)
-                                           - d_np.astype(np.float64) @ xc_mean)
+                be64 = _float64_backend(backend)
+                out["intercept"][j0:j1] = be64.to_numpy(
+                    be64.asarray(ymean) - be64.asarray(dual) @ xc_mean)
             del d_np
         del Z, dual
 
@@ -628,21 +628,34 @@ def _xt_matmul(X: Any, M: Any, backend: Backend, x_mean: Any = None) -> np.ndarr
     return W
 
 
-def _centered_x_mean(dec: Decomposition, backend: Backend) -> np.ndarray:
-    """Xc x_mean [n] in float64 (dual form), over blocks of features."""
+def _centered_x_mean(dec: Decomposition, backend: Backend) -> Any:
+    """Xc x_mean [n] in float64 (dual form), over blocks of features, as an array of the
+    backend's kind (float64): the torch path never wakes numpy's BLAS, whose spinning
+    threads would slow torch's next products."""
     X, n = dec.X, dec.n_samples
-    xm = backend.to_numpy(dec.x_mean).astype(np.float64)
-    v = np.zeros(n)
+    be = _float64_backend(backend)
+    xm = be.asarray(backend.to_numpy(dec.x_mean).astype(np.float64))
+    v = be.zeros((n,))
     for j0, j1 in _spans(dec.n_features, _block(n, 8)):
-        v += np.asarray(X[:, j0:j1], dtype=np.float64) @ xm[j0:j1]
-    return v - xm @ xm
+        v += be.asarray(X[:, j0:j1]) @ xm[j0:j1]
+    return v - float(be.to_numpy(xm @ xm))
 
 
-def dual_to_coef(X: np.ndarray, dual: np.ndarray,
-                 x_mean: np.ndarray | None = None) -> np.ndarray:
+def _float64_backend(backend: Backend) -> Backend:
+    """The float64 backend of the same kind and device."""
+    if backend.dtype == "float64":
+        return backend
+    return get_backend(backend.name, "float64",
+                       None if backend.name == "numpy" else str(backend.device))
+
+
+def dual_to_coef(X: np.ndarray, dual: np.ndarray, x_mean: np.ndarray | None = None,
+                 backend: str | Backend = "numpy", device: str | None = None) -> np.ndarray:
     """Ridge coefficients [p, t] = Xc^T dual from dual coefficients [n, t] (numpy), with
-    Xc = X minus ``x_mean`` (if given), in the dual's dtype; X is never copied whole."""
-    be = get_backend("numpy", str(np.dtype(dual.dtype)))
+    Xc = X minus ``x_mean`` (if given), in the dual's dtype; X is never copied whole.
+    The product runs on ``backend`` (and ``device``); the result is numpy."""
+    be = get_backend(backend if isinstance(backend, str) else backend.name,
+                     str(np.dtype(dual.dtype)), device)
     return _xt_matmul(X, be.asarray(dual), be,
                       None if x_mean is None else be.asarray(x_mean))
 
@@ -695,8 +708,11 @@ def _coef_batch(dec: Decomposition, Z: Any, ymean: Any, al: Any, idx_np: np.ndar
     dual form from the dual coefficients [B, n] when given (see :func:`_dual_coef`)."""
     alpha_col = al[_index(backend, idx_np)]
     if dec.mode == "primal":
-        W = backend.to_numpy(
-            dec.Vt.T @ ((dec.s[:, None] / (dec.s2[:, None] + alpha_col[None, :])) * Z))
+        Wb = dec.Vt.T @ ((dec.s[:, None] / (dec.s2[:, None] + alpha_col[None, :])) * Z)
+        b = None
+        if dec.fit_intercept:   # on the backend: no numpy BLAS call between torch's
+            b = backend.to_numpy(ymean - dec.x_mean @ Wb)
+        return backend.to_numpy(Wb), b
     else:
         if dual is not None:
             M = dual.T
