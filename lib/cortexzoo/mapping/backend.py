@@ -85,6 +85,10 @@ class NumpyBackend(Backend):
     def matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return a @ b
 
+    def matmul_to_host_(self, a: np.ndarray, b: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """out[...] = a @ b into a numpy array (no temporary)."""
+        return np.matmul(a, b, out=out)
+
     def add_gram_(self, k: np.ndarray, xb: np.ndarray, tmp: np.ndarray | None) -> np.ndarray:
         """k += xb @ xb.T, through the scratch buffer tmp (same shape as k) if given
         (numpy's BLAS sees the transpose and computes one triangle: syrk)."""
@@ -195,6 +199,15 @@ class TorchBackend(Backend):
 
     def matmul(self, a: Any, b: Any) -> Any:
         return a @ b
+
+    def matmul_to_host_(self, a: Any, b: Any, out: np.ndarray) -> np.ndarray:
+        """out[...] = a @ b into a numpy array: written in place on the CPU, copied back
+        from a GPU."""
+        if self.device.type == "cpu" and out.flags.c_contiguous:
+            self.torch.matmul(a, b, out=self.torch.from_numpy(out))
+        else:
+            out[...] = self.to_numpy(a @ b)
+        return out
 
     def add_gram_(self, k: Any, xb: Any, tmp: Any | None) -> Any:
         """k += xb @ xb.T on the lower block triangle only; :meth:`finish_gram_` mirrors it.

@@ -622,7 +622,7 @@ def _xt_matmul(X: Any, M: Any, backend: Backend, x_mean: Any = None) -> np.ndarr
         xm = backend.to_numpy(x_mean)
         msum = backend.to_numpy(backend.sum(M, 0))
     for j0, j1 in _spans(p, _block(n, _itemsize(backend))):
-        W[j0:j1] = backend.to_numpy(backend.asarray(X[:, j0:j1]).T @ M)
+        backend.matmul_to_host_(backend.asarray(X[:, j0:j1]).T, M, W[j0:j1])
         if x_mean is not None:
             W[j0:j1] -= xm[j0:j1, None] * msum[None, :]
     return W
