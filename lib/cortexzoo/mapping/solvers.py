@@ -481,7 +481,8 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
     if return_dual:
         out["dual_coef"] = np.empty((n, t), dtype=np_dtype)
         # intercept = ymean - x_mean . coef = ymean - (Xc x_mean) . dual
-        xc_mean = _centered_x_mean(dec, backend) if dec.fit_intercept else None
+        be64 = _float64_backend(backend)
+        xc_mean = _centered_x_mean(dec, be64) if dec.fit_intercept else None
     if return_coef or return_dual:
         out["intercept"] = np.zeros(t, dtype=np_dtype)
     n_refined = 0
@@ -551,7 +552,6 @@ def loo_scan(dec: Decomposition, Y: Any, alphas: Any, backend: Backend,
             d_np = backend.to_numpy(dual)   # [B, n]
             out["dual_coef"][:, j0:j1] = d_np.T
             if xc_mean is not None:
-                be64 = _float64_backend(backend)
                 out["intercept"][j0:j1] = be64.to_numpy(
                     be64.asarray(ymean) - be64.asarray(dual) @ xc_mean)
             del d_np
@@ -628,13 +628,12 @@ def _xt_matmul(X: Any, M: Any, backend: Backend, x_mean: Any = None) -> np.ndarr
     return W
 
 
-def _centered_x_mean(dec: Decomposition, backend: Backend) -> Any:
-    """Xc x_mean [n] in float64 (dual form), over blocks of features, as an array of the
-    backend's kind (float64): the torch path never wakes numpy's BLAS, whose spinning
-    threads would slow torch's next products."""
+def _centered_x_mean(dec: Decomposition, be: Backend) -> Any:
+    """Xc x_mean [n] (dual form) on the float64 backend ``be``, over blocks of features:
+    the torch path never wakes numpy's BLAS, whose spinning threads would slow torch's
+    next products."""
     X, n = dec.X, dec.n_samples
-    be = _float64_backend(backend)
-    xm = be.asarray(backend.to_numpy(dec.x_mean).astype(np.float64))
+    xm = be.asarray(dec.x_mean)
     v = be.zeros((n,))
     for j0, j1 in _spans(dec.n_features, _block(n, 8)):
         v += be.asarray(X[:, j0:j1]) @ xm[j0:j1]

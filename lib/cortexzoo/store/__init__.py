@@ -26,7 +26,8 @@ from .results import (
     validate_scores,
 )
 from .retry import RetryPolicy, StoreUnavailableError, classify
-from .uri import is_remote, join, portable_options, portable_pyarrow_fs, protocol_of, url_to_fs
+from .uri import (delete_checkpoint_dirs, is_remote, join, portable_options,
+                  portable_pyarrow_fs, protocol_of, url_to_fs)
 
 __all__ = [
     "COLUMN_KINDS", "OPTIONAL_COLUMNS", "SCORE_COLUMNS", "SCORE_DTYPES",
@@ -35,4 +36,5 @@ __all__ = [
     "build_manifest", "code_version", "empty_scores", "make_score_rows",
     "package_versions", "safe_key", "scrub_secrets", "validate_scores",
     "is_remote", "join", "portable_options", "portable_pyarrow_fs", "protocol_of", "url_to_fs",
+    "delete_checkpoint_dirs",
 ]

@@ -14,7 +14,7 @@ import fsspec
 import fsspec.core
 
 __all__ = ["url_to_fs", "join", "is_remote", "protocol_of", "portable_options",
-           "portable_pyarrow_fs"]
+           "portable_pyarrow_fs", "delete_checkpoint_dirs"]
 
 _PROTO_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://(.*)$", re.DOTALL)
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -105,3 +105,22 @@ def portable_pyarrow_fs(uri: str) -> tuple[Any, str]:
 
     fs, path = url_to_fs(uri, **portable_options(uri))
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
+
+
+def delete_checkpoint_dirs(result: Any, keep: frozenset[str] = frozenset()) -> list[str]:
+    """Delete the ``checkpoint_*`` folders of a Ray Train / Tune result's run folder
+    (``result.path`` on ``result.filesystem``, a pyarrow filesystem), except those named
+    in ``keep``. Returns the deleted folder names; a listing or deletion error is raised
+    as OSError after the folders already deleted."""
+    import pyarrow.fs as pafs
+
+    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
+    if fs is None or not path:
+        return []
+    dropped = []
+    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
+        if (info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
+                and info.base_name not in keep):
+            fs.delete_dir(info.path)
+            dropped.append(info.base_name)
+    return dropped

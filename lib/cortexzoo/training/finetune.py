@@ -262,12 +262,12 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
     if resume is not None:
         _check_resume(resume, cfg)
         omitted = list(resume.get("constant_keys") or [])
-        full = model.state_dict()
         if omitted:
             if omitted != constant or resume.get("constant_digest") != digest:
                 raise ValueError(
                     "the training state was saved with other constant (frozen backbone) "
                     "weights than this network's: it cannot continue here")
+            full = model.state_dict()
             fixed = {k: full[k] for k in omitted}
             resume = {**resume, "model": {**fixed, **resume["model"]}}
             if resume["best"]["state_dict"] is not None:

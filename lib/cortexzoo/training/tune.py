@@ -400,18 +400,13 @@ def _stop_reason(status: str, m: dict, cfg: FinetuneConfig | None) -> str:
 def _drop_checkpoints(result) -> None:
     """Delete a finished trial's checkpoint folders (a resume never runs it again). All of
     them: Tune forgets the ones written before an interruption when it restores a trial."""
-    import pyarrow.fs as pafs
+    from cortexzoo.store import delete_checkpoint_dirs
 
-    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
-    if fs is None or not path:
-        return
     try:
-        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
-        for info in infos:
-            if info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_"):
-                fs.delete_dir(info.path)
+        delete_checkpoint_dirs(result)
     except OSError as e:  # not worth failing a campaign over
-        log.warning("checkpoints of trial folder %s not deleted: %s", path, e)
+        log.warning("checkpoints of trial folder %s not deleted: %s",
+                    getattr(result, "path", None), e)
 
 
 def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits: Splits,

@@ -516,26 +516,21 @@ def drop_unregistered_checkpoints(result: Any) -> list[str]:
     never removes them and nothing resumes from them. Returns the deleted folder names."""
     import posixpath
 
-    import pyarrow.fs as pafs
+    from ..store import delete_checkpoint_dirs
 
-    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
-    if fs is None or not path:
-        return []
     held = [c for c, _ in (getattr(result, "best_checkpoints", None) or [])]
     if getattr(result, "checkpoint", None) is not None:
         held.append(result.checkpoint)
-    keep = {posixpath.basename(str(c.path).rstrip("/")) for c in held}
-    dropped = []
+    keep = frozenset(posixpath.basename(str(c.path).rstrip("/")) for c in held)
     try:
-        for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
-            if (info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
-                    and info.base_name not in keep):
-                fs.delete_dir(info.path)
-                dropped.append(info.base_name)
+        dropped = delete_checkpoint_dirs(result, keep)
     except OSError as e:  # not worth failing a trained pair over
-        log.warning("unregistered checkpoints under %s not deleted: %s", path, e)
+        log.warning("unregistered checkpoints under %s not deleted: %s",
+                    getattr(result, "path", None), e)
+        return []
     if dropped:
-        log.info("deleted %d unregistered checkpoint folder(s) under %s", len(dropped), path)
+        log.info("deleted %d unregistered checkpoint folder(s) under %s", len(dropped),
+                 result.path)
     return dropped
 
 
