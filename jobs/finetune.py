@@ -7,7 +7,7 @@ The training itself runs in the job's driver process (on the head node's GPU if 
 """
 import sys
 
-from cortexzoo.training.cli import main
+from cortexzoo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["finetune", *sys.argv[1:]]))

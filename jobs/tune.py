@@ -8,7 +8,7 @@ runs on the job's cluster.
 """
 import sys
 
-from cortexzoo.training.cli import main
+from cortexzoo.cli import main
 
 if __name__ == "__main__":
     sys.exit(main(["tune", *sys.argv[1:]]))

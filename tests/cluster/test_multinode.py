@@ -135,7 +135,7 @@ def test_cluster_shut_down_cleanly(cluster_run):
 @pytest.mark.slow
 def test_scan_survives_worker_node_loss(cluster_run, tmp_path):
     from cortexzoo.scan import run_scan
-    from cortexzoo.scan.run import load_for_scan
+    from cortexzoo.zoo import describe_model
 
     r = _scenario(cluster_run, "scan")
     # killed during the second model's extraction: only the first model's units existed
@@ -150,7 +150,7 @@ def test_scan_survives_worker_node_loss(cluster_run, tmp_path):
     regions = set(pd.read_parquet(os.path.join(r["data"], "neuroids.parquet"))["region"])
     metrics = {"pearson_r", "pearson_r_median", "explained_variance"}
     expected = {(str(m.spec), layer, reg, "ridge_gcv", met)
-                for m in (load_for_scan(s, multinode.SCAN_INPUT, describe=True)
+                for m in (describe_model(s, input_size=multinode.SCAN_INPUT)
                           for s in multinode.SCAN_MODELS)
                 for layer in m.layers for reg in regions for met in metrics}
     assert set(map(tuple, scores[key].itertuples(index=False))) == expected
@@ -252,7 +252,8 @@ def test_twin_training_survives_worker_node_loss(cluster_run):
 
 def test_tune_max_failures_from_flag_config_and_default(monkeypatch, tmp_path):
     """``cortexzoo tune`` hands ``--max-failures`` (or the config's key) to run_tune."""
-    import cortexzoo.training.cli as cli
+    import cortexzoo.cli as cli
+    import cortexzoo.cli.training as cli_training
     import cortexzoo.training.tune as tune_mod
 
     seen = []
@@ -261,7 +262,7 @@ def test_tune_max_failures_from_flag_config_and_default(monkeypatch, tmp_path):
         seen.append(kw["max_failures"])
         raise tune_mod.TuneError("stop before any work")
 
-    monkeypatch.setattr(cli, "_init_ray", lambda address: None)
+    monkeypatch.setattr(cli_training, "init_ray", lambda address: None)
     monkeypatch.setattr(tune_mod, "run_tune", fake_run_tune)
     common = ["tune", "--data", "d", "--space", "s", "--out", "o"]
     assert cli.main(common + ["--max-failures", "5"]) == 2

@@ -1,5 +1,5 @@
 """What the Ray Data actors inherit from the driver's environment."""
-from cortexzoo.features.pipeline import worker_env
+from cortexzoo.core.raysetup import worker_env
 
 
 def test_worker_env_forwards_store_settings_but_not_credential_files(monkeypatch):

@@ -11,7 +11,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from cortexzoo.report.query import QueryError, cmd_results, glob_to_regex, query_scores
+from cortexzoo.cli.report import cmd_results
+from cortexzoo.report.query import QueryError, glob_to_regex, query_scores
 from cortexzoo.store import ResultStore, make_score_rows
 
 ARCHS = ["alexnet", "resnet18", "vgg11", "convnext_t"]

@@ -4,7 +4,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from cortexzoo._progress import Progress
+from cortexzoo.core.progress import Progress
 from cortexzoo.report import best_layers, leaderboard, plot_depth
 
 

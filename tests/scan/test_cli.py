@@ -2,7 +2,8 @@
 import pytest
 import yaml
 
-from cortexzoo.cli import expand_models, main
+from cortexzoo.cli import main
+from cortexzoo.cli.scan import expand_models
 from cortexzoo.scan import ScanConfig
 
 

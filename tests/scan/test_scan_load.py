@@ -15,7 +15,7 @@ from cortexzoo.scan import ScanConfig, ScanFailed, run_scan
 from cortexzoo.scan.planted import make_planted_dataset
 from cortexzoo.scan.scoring import ScoringConfig
 from cortexzoo.store import ResultStore, StoreAccessError, StoreNotFoundError
-from cortexzoo.store.faults import FaultProxy
+from faults import FaultProxy
 from cortexzoo.zoo import describe_model, parse_spec
 
 #: (method, metric) pairs a scan writes per region (README, "Results")

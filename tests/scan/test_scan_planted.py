@@ -77,9 +77,9 @@ def test_ridge_and_rsa_values_match_sklearn_and_scipy(planted, scanned):
     cfg, res = scanned
     ds = load_dataset(planted)
     store = ResultStore(cfg.out)
-    from cortexzoo.scan.run import _feature_path
+    from cortexzoo.scan.model import cached_features
 
-    X = store.get_array(_feature_path(MODEL, PLANTED, cfg, ds.fingerprint())).astype(np.float64)
+    X = cached_features(store, ds, MODEL, PLANTED, cfg).astype(np.float64)
     Y = np.nanmean(ds.responses, axis=1).astype(np.float64)
     alphas = np.unique(np.r_[np.logspace(-2, 6, 17), 1.0])
     ref = RidgeCV(alphas=alphas, alpha_per_target=True, store_cv_results=True,
@@ -114,9 +114,9 @@ def test_published_rdms_scored_per_subject_with_loso_ceiling(tmp_path):
     names = [f"i{i}.png" for i in range(30)]
     rng = np.random.default_rng(0)
     # subjects' RDMs: the pixel RDM plus independent symmetric noise
-    from cortexzoo.scan.run import load_for_scan
+    from cortexzoo.zoo import load_model
 
-    pix = load_for_scan("pixels")
+    pix = load_model("pixels")
     from PIL import Image
 
     from cortexzoo.data.images import resize_center_crop

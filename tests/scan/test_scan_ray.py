@@ -8,7 +8,7 @@ from cortexzoo.data import load_dataset
 from cortexzoo.features import ReductionConfig, extract_local, extract_ray
 from cortexzoo.scan import ScanConfig, run_scan
 from cortexzoo.scan.planted import make_planted_dataset
-from cortexzoo.scan.run import load_for_scan
+from cortexzoo.zoo import load_model
 from cortexzoo.scan.scoring import ScoringConfig
 
 pytestmark = pytest.mark.ray
@@ -25,7 +25,7 @@ def small(tmp_path_factory):
 
 def test_ray_pipeline_equals_local(ray_local, small):
     ds = load_dataset(small)
-    model = load_for_scan("torchvision:resnet18@random", 64)
+    model = load_model("torchvision:resnet18@random", input_size=64)
     layers = ["conv1", "layer1.0", "layer4.1", "fc"]
     red = ReductionConfig(n_components=256)
     a = extract_local(ds, model, layers, red, batch_size=8, progress=False)

@@ -66,7 +66,7 @@ def expected_values(unit: str) -> np.ndarray:
 
 
 def start_writer(uri, name, units, rounds, sync):
-    from cortexzoo.store.results import code_version
+    from cortexzoo.store.provenance import code_version
 
     # one code version for both writers, even if a commit lands while the suite runs
     env = {**os.environ, "CORTEXZOO_CODE_VERSION": code_version()}

@@ -28,7 +28,7 @@ from cortexzoo.store import (
     classify,
     make_score_rows,
 )
-from cortexzoo.store.faults import FaultProxy
+from faults import FaultProxy
 from cortexzoo.store.retry import RetryStats, call_with_retry
 
 from conftest import free_port

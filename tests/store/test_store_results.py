@@ -25,6 +25,7 @@ from cortexzoo.store import (
     make_score_rows,
     safe_key,
 )
+from cortexzoo.store import fsio as fsio_mod
 from cortexzoo.store import results as results_mod
 
 ALL_COLUMNS = SCORE_COLUMNS + OPTIONAL_COLUMNS
@@ -139,7 +140,7 @@ def test_failed_serialization_writes_nothing(uri, monkeypatch):
     def boom(df):
         raise RuntimeError("serializer died midway")
 
-    monkeypatch.setattr(results_mod, "_scores_to_parquet_bytes", boom)
+    monkeypatch.setattr(results_mod, "scores_to_parquet_bytes", boom)
     with pytest.raises(RuntimeError, match="midway"):
         store.write_scores(b, "ub")
     with pytest.raises(RuntimeError, match="midway"):
@@ -161,7 +162,7 @@ def test_local_write_failure_leaves_no_temp_file(tmp_path, monkeypatch):
     def bad_replace(src, dst):
         raise OSError("disk gone")
 
-    monkeypatch.setattr(results_mod.os, "replace", bad_replace)
+    monkeypatch.setattr(fsio_mod.os, "replace", bad_replace)
     with pytest.raises(OSError, match="disk gone"):
         store.write_scores(a, "ua")
     monkeypatch.undo()
@@ -263,8 +264,11 @@ def test_make_score_rows_fills_ceiled_created_and_version():
         dict(metric="ev", value=0.2, ceiling=0.0),
         dict(metric="rsa", value=0.1, ceiling=0.5, ceiled_value=0.7),
         dict(metric="x", value=0.4, ceiling=None, alpha=3.0, k_units=12),
+        dict(metric="neg", value=0.3, ceiling=-0.03),
     ])
-    np.testing.assert_allclose(df["ceiled_value"], [0.5, np.nan, 0.7, np.nan])
+    # value / ceiling by one rule: a given ceiled_value is recomputed, and a ceiling that
+    # is missing, zero or negative gives NaN (never a division)
+    np.testing.assert_allclose(df["ceiled_value"], [0.5, np.nan, 0.2, np.nan, np.nan])
     assert (df["created_at"] >= before).all()
     assert str(df["created_at"].dtype) == "datetime64[ns, UTC]"
     assert df["code_version"].str.startswith(cortexzoo.__version__).all()

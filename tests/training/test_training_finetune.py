@@ -15,7 +15,8 @@ from cortexzoo.data import load_dataset
 from cortexzoo.store import ResultStore, make_score_rows
 from cortexzoo.training.baselines import run_pixel_baselines
 from cortexzoo.training.demo import make_planted_dataset
-from cortexzoo.training.finetune import (load_checkpoint, neuroid_metrics, run_finetune,
+from cortexzoo.mapping.metrics import neuroid_metrics
+from cortexzoo.training.finetune import (load_checkpoint, run_finetune,
                                          split_relpath, train_network)
 from cortexzoo.training.leaderboard import finetune_leaderboard, format_finetune_leaderboard
 from cortexzoo.training.loaders import Splits, make_splits, prepare_data
@@ -202,7 +203,7 @@ def test_leaderboard_orders_like_table_1():
 def test_cli_finetune_with_pixel_baselines_to_s3(planted, s3_bucket, capsys):
     import argparse
 
-    from cortexzoo.training.cli import register_cli
+    from cortexzoo.cli.training import register_cli
 
     parser = argparse.ArgumentParser(prog="cortexzoo")
     register_cli(parser.add_subparsers(dest="cmd", required=True))

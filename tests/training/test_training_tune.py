@@ -95,7 +95,7 @@ def test_trial_resources(ray_local):
 def test_campaign_interrupt_and_resume_from_s3(ray_local, s3_bucket, planted, tmp_path):
     from ray.tune.schedulers import AsyncHyperBandScheduler
 
-    from cortexzoo.training.cli import main
+    from cortexzoo.cli import main
     from cortexzoo.training.space import load_space
     from cortexzoo.training.tune import TuneError, _make_scheduler, run_tune
 

@@ -174,7 +174,7 @@ def test_eval_writes_scores_and_plot(ray_run, sessions):
 
 
 def test_cli_flags_override_yaml(tmp_path):
-    from cortexzoo.twins.cli import config_from_args, register_cli
+    from cortexzoo.cli.twins import config_from_args, register_cli
 
     cfg = tmp_path / "t.yaml"
     cfg.write_text("data: d\nout: o\nencoders: [cnn]\nseeds: [0]\nnum_workers: 2\n"

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import posixpath
 import warnings
 from collections.abc import Mapping, Sequence
@@ -26,8 +25,14 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from ..core.uri import normalize_uri
+from .folder import (DATASET_JSON, FILES, IMAGES_DIR, NEUROIDS, RDM_TABLE, RDMS, RESPONSES, STIMULI,
+                     escapes, image_sizes, is_absolute, join)
 from .errors import DatasetError, format_items
+from .validate import _check_images, _raise_problems, validate_dataset
 from .images import decode_image, encode_image, read_images
+
+_FINGERPRINT_VERSION = b"cortexzoo-dataset-fingerprint-v1"
 
 __all__ = [
     "DatasetError",
@@ -38,47 +43,6 @@ __all__ = [
     "normalize_uri",
     "FILES",
 ]
-
-DATASET_JSON = "dataset.json"
-STIMULI = "stimuli.parquet"
-NEUROIDS = "neuroids.parquet"
-RESPONSES = "responses.npy"
-RDMS = "rdms.npy"
-RDM_TABLE = "rdms.parquet"
-IMAGES_DIR = "images"
-FILES = (DATASET_JSON, STIMULI, NEUROIDS, RESPONSES, RDMS, RDM_TABLE)
-
-REQUIRED_META = ("name",)
-RECOMMENDED_META = ("description", "source", "license", "response_unit")
-STIMULUS_COLUMNS = ("stimulus_id", "image")
-NEUROID_COLUMNS = ("neuroid_id", "subject", "region")
-RDM_COLUMNS = ("rdm_id", "subject", "region", "measure")
-
-_FINGERPRINT_VERSION = b"cortexzoo-dataset-fingerprint-v1"
-
-
-def _is_absolute(ref: str) -> bool:
-    return "://" in ref or ref.startswith("/")
-
-
-def normalize_uri(uri: str | os.PathLike) -> str:
-    """Local paths become absolute (so that image URIs stay valid in other processes and
-    working directories); URIs keep their scheme. Trailing slashes are dropped."""
-    uri = os.fspath(uri)
-    if "://" not in uri:
-        uri = os.path.abspath(os.path.expanduser(uri))
-    return uri.rstrip("/") or uri
-
-
-def _join(uri: str, rel: str) -> str:
-    return uri.rstrip("/") + "/" + rel
-
-
-def _escapes(rel: str) -> bool:
-    """True when a relative image path would leave the dataset folder."""
-    norm = posixpath.normpath(rel.replace("\\", "/"))
-    return norm == ".." or norm.startswith("../") or norm == "."
-
 
 @dataclass
 class NeuralDataset:
@@ -160,7 +124,7 @@ class NeuralDataset:
     def image_uri(self, i: int) -> str:
         """Absolute URI (or path) of the image of stimulus `i` (row position)."""
         ref = str(self.stimuli["image"].iloc[i])
-        return ref if _is_absolute(ref) else _join(self.uri, ref)
+        return ref if is_absolute(ref) else join(self.uri, ref)
 
     def image_uris(self) -> list[str]:
         """Absolute URIs of all stimulus images, in row order."""
@@ -208,7 +172,7 @@ class NeuralDataset:
     # ---- identity ----------------------------------------------------------------------
     def image_sizes(self) -> np.ndarray:
         """Size in bytes of each stimulus image, listed in bulk (-1 where the file is missing)."""
-        return _image_sizes(self)
+        return image_sizes(self)
 
     def fingerprint(self) -> str:
         """SHA-256 hex digest identifying the dataset's content (for cache keys).
@@ -228,9 +192,21 @@ class NeuralDataset:
         _hash_array(h, b"rdms", self.rdms)
         _hash_table(h, b"rdm_table", self.rdm_table)
         h.update(b"images")
-        sizes = _image_sizes(self)
+        sizes = image_sizes(self)
         for ref, size in zip(self.stimuli["image"].astype(str), sizes):
             h.update(ref.encode("utf-8") + b"\0" + str(int(size)).encode() + b"\n")
+        return h.hexdigest()
+
+    def stimulus_fingerprint(self) -> str:
+        """SHA-256 hex digest of what a model sees: the stimuli in row order (their ids and
+        image entries) and each image file's size. Two datasets with the same stimulus set
+        share it, whatever their responses (features are cached under it)."""
+        h = hashlib.sha256(_FINGERPRINT_VERSION + b"-stimuli")
+        sizes = image_sizes(self)
+        for sid, ref, size in zip(self.stimuli["stimulus_id"].astype(str),
+                                  self.stimuli["image"].astype(str), sizes):
+            h.update(sid.encode("utf-8") + b"\0" + ref.encode("utf-8") + b"\0"
+                     + str(int(size)).encode() + b"\n")
         return h.hexdigest()
 
     # ---- selection ---------------------------------------------------------------------
@@ -274,238 +250,6 @@ def _hash_table(h, tag: bytes, df: pd.DataFrame | None) -> None:
         return
     h.update(json.dumps([[str(c), str(t)] for c, t in df.dtypes.items()]).encode())
     h.update(df.to_csv(index=False, lineterminator="\n").encode("utf-8"))
-
-
-def _image_sizes(ds: NeuralDataset) -> np.ndarray:
-    """File sizes of every stimulus image (-1 if missing), with one listing per folder.
-
-    Relative images are found with one recursive listing of the dataset folder; absolute
-    ones with one listing of each distinct parent folder (never one request per image).
-    """
-    refs = ds.stimuli["image"].astype(str).tolist() if "image" in ds.stimuli else []
-    sizes = np.full(len(refs), -1, dtype=np.int64)
-    rel = [(i, r) for i, r in enumerate(refs) if not _is_absolute(r)]
-    if rel:
-        fs, root = ds._fs()
-        listing = _list_sizes(fs, root, recursive=True)
-        root_s = root.rstrip("/") + "/"
-        by_rel = {p[len(root_s):] if p.startswith(root_s) else p: s for p, s in listing.items()}
-        for i, r in rel:
-            s = by_rel.get(posixpath.normpath(r.replace("\\", "/")))
-            if s is not None:
-                sizes[i] = s
-    # absolute URIs: group by (filesystem, parent folder) and list each folder once
-    groups: dict[tuple[int, str], tuple[fsspec.AbstractFileSystem, list[tuple[int, str]]]] = {}
-    for i, r in enumerate(refs):
-        if _is_absolute(r):
-            fs, path = fsspec.core.url_to_fs(r)
-            path = path.rstrip("/")
-            key = (id(fs), posixpath.dirname(path))
-            groups.setdefault(key, (fs, []))[1].append((i, path))
-    for (_, parent), (fs, members) in groups.items():
-        listing = _list_sizes(fs, parent, recursive=False)
-        for i, path in members:
-            s = listing.get(path)
-            if s is not None:
-                sizes[i] = s
-    return sizes
-
-
-def _list_sizes(fs: fsspec.AbstractFileSystem, folder: str, recursive: bool) -> dict[str, int]:
-    """{path: size} of the files under `folder` (empty when it does not exist)."""
-    fs.invalidate_cache(folder)  # listings are cached per process; files may have changed since
-    try:
-        if recursive:
-            info = fs.find(folder, detail=True)
-        else:
-            info = {d["name"]: d for d in fs.ls(folder, detail=True)}
-    except (FileNotFoundError, NotADirectoryError):
-        return {}
-    out = {}
-    for name, d in info.items():
-        if d.get("type", "file") == "file":
-            out[fs._strip_protocol(name).rstrip("/")] = int(d.get("size") or 0)
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# validation
-# ---------------------------------------------------------------------------------------
-def validate_dataset(ds: NeuralDataset, check_images: bool = True) -> None:
-    """Check a dataset's structure and content; raise DatasetError listing every problem.
-
-    Checked: dataset.json has a non-empty `name`; required table columns exist and
-    hold no nulls; stimulus, neuroid and rdm ids are unique (duplicates are named);
-    at least one of responses/rdms is present; responses are float, 3-D and match the
-    two tables' lengths; no neuroid is all-NaN (named); no stimulus is all-NaN for
-    every neuroid and repetition (named; an error, because such a stimulus has no
-    mapping target and would poison every mean and regression); no infinite values;
-    rdms are 3-D, [n_rdms, n_stimuli, n_stimuli], symmetric, and match the rdm table;
-    relative image paths stay inside the folder (no ``../``); and, when `check_images`,
-    every image file exists (one bulk listing, not one request per image).
-
-    (stimulus, neuroid) cells without any valid repetition (e.g. a stimulus shown to
-    only one subject) are allowed: they give NaN in `mean_responses()`; a warning
-    says how many there are.
-    """
-    problems: list[str] = []
-    name = ds.meta.get("name") if isinstance(ds.meta, Mapping) else None
-    if not isinstance(ds.meta, Mapping):
-        problems.append(f"{DATASET_JSON} must hold a JSON object, got {type(ds.meta).__name__}")
-    elif not isinstance(name, str) or not name.strip():
-        problems.append(f"{DATASET_JSON} needs a non-empty string 'name' (got {name!r})")
-
-    stim_ok = _check_table(ds.stimuli, STIMULI, "stimulus_id", STIMULUS_COLUMNS, problems)
-    # an RSA-only dataset may have an empty neuroid table
-    neu_ok = _check_table(ds.neuroids, NEUROIDS, "neuroid_id", NEUROID_COLUMNS, problems,
-                          allow_empty=ds.responses is None)
-
-    images_ok = stim_ok and "image" in ds.stimuli and not ds.stimuli["image"].isna().any()
-    if images_ok:
-        refs = ds.stimuli["image"]
-        ids = ds.stimuli["stimulus_id"].astype(str)
-        escaping = [f"{sid} ({ref})" for sid, ref in zip(ids, refs)
-                    if isinstance(ref, str) and not _is_absolute(ref) and _escapes(ref)]
-        if escaping:
-            images_ok = False
-            problems.append(f"{len(escaping)} image path(s) escape the dataset folder "
-                            f"(relative paths must stay inside it): {format_items(escaping)}")
-
-    if ds.responses is None and ds.rdms is None:
-        problems.append(f"the dataset has neither {RESPONSES} nor {RDMS}")
-    if ds.responses is not None:
-        _check_responses(ds, stim_ok and neu_ok, problems)
-    if ds.rdms is not None or ds.rdm_table is not None:
-        _check_rdms(ds, stim_ok, problems)
-
-    if check_images and images_ok:
-        _check_images(ds, problems)
-    _raise_problems(ds, problems)
-
-
-def _raise_problems(ds: NeuralDataset, problems: list[str]) -> None:
-    if problems:
-        name = ds.meta.get("name") if isinstance(ds.meta, Mapping) else None
-        head = f"invalid dataset {name!r} at {ds.uri!r}" if isinstance(name, str) else \
-            f"invalid dataset at {ds.uri!r}"
-        raise DatasetError(head + ":\n  - " + "\n  - ".join(problems))
-
-
-def _check_images(ds: NeuralDataset, problems: list[str]) -> None:
-    """Append a problem naming the stimuli whose image file does not exist (bulk listing)."""
-    sizes = _image_sizes(ds)
-    missing = [f"{sid} ({ref})" for sid, ref, s in
-               zip(ds.stimuli["stimulus_id"].astype(str), ds.stimuli["image"].astype(str), sizes)
-               if s < 0]
-    if missing:
-        problems.append(f"{len(missing)} image file(s) missing: {format_items(missing)}")
-
-
-def _check_table(df: pd.DataFrame, fname: str, id_col: str, required: Sequence[str],
-                 problems: list[str], allow_empty: bool = False) -> bool:
-    """Append problems of a table; True when its id column is usable for further checks."""
-    if not isinstance(df, pd.DataFrame):
-        problems.append(f"{fname} must be a table, got {type(df).__name__}")
-        return False
-    missing = [c for c in required if c not in df.columns]
-    if missing:
-        problems.append(f"{fname} lacks required column(s) {format_items(missing)} "
-                        f"(has {format_items(list(df.columns))})")
-    ok = id_col in df.columns
-    for col in required:
-        if col not in df.columns:
-            continue
-        null = df[col].isna().to_numpy()
-        if null.any():
-            rows = np.flatnonzero(null).tolist()
-            problems.append(f"{fname}: column {col!r} is empty in {len(rows)} row(s): "
-                            f"rows {format_items(rows)}")
-            ok = ok and col != id_col
-    if id_col in df.columns:
-        ids = df[id_col].dropna().astype(str)
-        dup = ids[ids.duplicated(keep="first")].unique().tolist()
-        if dup:
-            problems.append(f"{fname}: {len(dup)} duplicate {id_col}(s): {format_items(dup)}")
-    if len(df) == 0 and not allow_empty:
-        problems.append(f"{fname} has no rows")
-        ok = False
-    return ok
-
-
-def _check_responses(ds: NeuralDataset, tables_ok: bool, problems: list[str]) -> None:
-    r = ds.responses
-    if not isinstance(r, np.ndarray):
-        problems.append(f"responses must be a numpy array, got {type(r).__name__}")
-        return
-    if r.ndim != 3:
-        problems.append(f"responses must be 3-D [n_stimuli, n_repetitions, n_neuroids]; "
-                        f"got ndim {r.ndim} with shape {r.shape}")
-        return
-    if not np.issubdtype(r.dtype, np.floating):
-        problems.append(f"responses must be floating point (float32), got dtype {r.dtype}")
-        return
-    expected = (ds.n_stimuli, r.shape[1], ds.n_neuroids)
-    if r.shape[0] != ds.n_stimuli or r.shape[2] != ds.n_neuroids or r.shape[1] < 1:
-        problems.append(f"responses shape mismatch: expected [n_stimuli={ds.n_stimuli}, "
-                        f"n_repetitions>=1, n_neuroids={ds.n_neuroids}] = {expected}, "
-                        f"got {r.shape}")
-        return
-    if not tables_ok:
-        return
-    nan = np.isnan(r)
-    neu_ids = ds.neuroids["neuroid_id"].astype(str).to_numpy()
-    stim_ids = ds.stimuli["stimulus_id"].astype(str).to_numpy()
-    inf = np.isinf(r)
-    if inf.any():
-        bad = neu_ids[inf.any(axis=(0, 1))].tolist()
-        problems.append(f"responses hold infinite values for {len(bad)} neuroid(s): "
-                        f"{format_items(bad)}")
-    all_nan_neu = nan.all(axis=(0, 1))
-    if all_nan_neu.any():
-        bad = neu_ids[all_nan_neu].tolist()
-        problems.append(f"{len(bad)} neuroid(s) have no valid response (all NaN): {format_items(bad)}")
-    all_nan_stim = nan.all(axis=(1, 2))
-    if all_nan_stim.any():
-        bad = stim_ids[all_nan_stim].tolist()
-        problems.append(f"{len(bad)} stimulus(es) have no valid response for any neuroid or "
-                        f"repetition (all NaN; drop them): {format_items(bad)}")
-    if not (all_nan_neu.any() or all_nan_stim.any()):
-        empty_cells = nan.all(axis=1)
-        n_empty = int(empty_cells.sum())
-        if n_empty:
-            warnings.warn(f"dataset {ds.name!r}: {n_empty} (stimulus, neuroid) pair(s) have no "
-                          "valid repetition; their mean response is NaN", stacklevel=3)
-
-
-def _check_rdms(ds: NeuralDataset, stim_ok: bool, problems: list[str]) -> None:
-    if ds.rdms is None:
-        problems.append(f"{RDM_TABLE} is present but {RDMS} is missing")
-        return
-    if ds.rdm_table is None:
-        problems.append(f"{RDMS} is present but {RDM_TABLE} (rdm_id, subject, region, measure) "
-                        "is missing")
-        return
-    ok = _check_table(ds.rdm_table, RDM_TABLE, "rdm_id", RDM_COLUMNS, problems)
-    d = ds.rdms
-    if not isinstance(d, np.ndarray) or d.ndim != 3:
-        shape = getattr(d, "shape", None)
-        problems.append(f"rdms must be 3-D [n_rdms, n_stimuli, n_stimuli]; got shape {shape}")
-        return
-    if not np.issubdtype(d.dtype, np.floating):
-        problems.append(f"rdms must be floating point, got dtype {d.dtype}")
-        return
-    expected = (len(ds.rdm_table), ds.n_stimuli, ds.n_stimuli)
-    if d.shape != expected:
-        problems.append(f"rdms shape mismatch: expected [n_rdms={expected[0]}, "
-                        f"n_stimuli={expected[1]}, n_stimuli={expected[2]}] = {expected}, "
-                        f"got {d.shape}")
-        return
-    if ok and stim_ok:
-        asym = ~np.all(np.isclose(d, np.swapaxes(d, 1, 2), rtol=1e-5, atol=1e-6, equal_nan=True),
-                       axis=(1, 2))
-        if asym.any():
-            bad = ds.rdm_table["rdm_id"].astype(str).to_numpy()[asym].tolist()
-            problems.append(f"{len(bad)} rdm(s) are not symmetric: {format_items(bad)}")
 
 
 # ---------------------------------------------------------------------------------------
@@ -567,16 +311,16 @@ def load_dataset(uri: str, validate: bool = True) -> NeuralDataset:
         raise DatasetError(f"dataset folder {uri!r} lacks required file(s): "
                            f"{format_items(missing)} (has {format_items(sorted(present))})")
     try:
-        meta = json.loads(fs.cat_file(_join(root, DATASET_JSON)).decode("utf-8"))
+        meta = json.loads(fs.cat_file(join(root, DATASET_JSON)).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{_join(uri, DATASET_JSON)!r} is not valid JSON: {e}") from e
-    stimuli = _ids_as_str(_read_parquet(fs, _join(root, STIMULI)), "stimulus_id")
-    neuroids = _ids_as_str(_read_parquet(fs, _join(root, NEUROIDS)), "neuroid_id")
-    responses = _read_npy(fs, _join(root, RESPONSES)) if RESPONSES in present else None
+        raise DatasetError(f"{join(uri, DATASET_JSON)!r} is not valid JSON: {e}") from e
+    stimuli = _ids_as_str(_read_parquet(fs, join(root, STIMULI)), "stimulus_id")
+    neuroids = _ids_as_str(_read_parquet(fs, join(root, NEUROIDS)), "neuroid_id")
+    responses = _read_npy(fs, join(root, RESPONSES)) if RESPONSES in present else None
     rdms = rdm_table = None
     if RDMS in present:
-        rdms = _read_npy(fs, _join(root, RDMS))
-        rdm_table = _ids_as_str(_read_parquet(fs, _join(root, RDM_TABLE)), "rdm_id")
+        rdms = _read_npy(fs, join(root, RDMS))
+        rdm_table = _ids_as_str(_read_parquet(fs, join(root, RDM_TABLE)), "rdm_id")
     ds = NeuralDataset(uri=uri, meta=meta, stimuli=stimuli, neuroids=neuroids,
                        responses=responses, rdms=rdms, rdm_table=rdm_table)
     ds._fs_cache = (fs, root)
@@ -637,7 +381,7 @@ def write_dataset(
     if rdm_table is not None:
         rdm_table = _ids_as_str(pd.DataFrame(rdm_table).reset_index(drop=True), "rdm_id")
     images = dict(images or {})
-    bad_names = [n for n in images if not isinstance(n, str) or _is_absolute(n) or _escapes(n)]
+    bad_names = [n for n in images if not isinstance(n, str) or is_absolute(n) or escapes(n)]
     if bad_names:
         raise DatasetError(f"image names must be relative paths inside images/: "
                            f"{format_items(bad_names)}")
@@ -659,12 +403,12 @@ def write_dataset(
     except TypeError as e:
         raise DatasetError(f"meta must be JSON-serialisable: {e}") from e
 
-    if fs.exists(_join(root, DATASET_JSON)):
+    if fs.exists(join(root, DATASET_JSON)):
         if not overwrite:
             raise DatasetError(f"a dataset already exists at {uri!r}; pass overwrite=True")
         for f in FILES:
-            if fs.exists(_join(root, f)):
-                fs.rm(_join(root, f))
+            if fs.exists(join(root, f)):
+                fs.rm(join(root, f))
     fs.makedirs(root, exist_ok=True)
 
     blobs: dict[str, bytes] = {}
@@ -673,7 +417,7 @@ def write_dataset(
             data = bytes(content)
         else:
             data = encode_image(content, _format_for(name))
-        blobs[_join(root, f"{IMAGES_DIR}/{name}")] = data
+        blobs[join(root, f"{IMAGES_DIR}/{name}")] = data
     if blobs:
         # local filesystems do not create parent folders on write
         for parent in sorted({posixpath.dirname(p) for p in blobs}):
@@ -697,8 +441,8 @@ def write_dataset(
         files[RDMS] = npy(rdms)
         files[RDM_TABLE] = parquet(rdm_table)
     # dataset.json last: its presence marks a complete folder
-    fs.pipe({_join(root, k): v for k, v in files.items()})
-    fs.pipe_file(_join(root, DATASET_JSON), meta_json.encode("utf-8"))
+    fs.pipe({join(root, k): v for k, v in files.items()})
+    fs.pipe_file(join(root, DATASET_JSON), meta_json.encode("utf-8"))
     problems: list[str] = []
     _check_images(ds, problems)  # images may come from the mapping, the folder or elsewhere
     _raise_problems(ds, problems)

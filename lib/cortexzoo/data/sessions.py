@@ -27,7 +27,6 @@ across data-parallel ranks.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -36,6 +35,10 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..core.uri import join as _join
+from ..core.uri import npy_bytes as _npy_bytes
+from ..core.uri import read_bytes, read_npy, url_to_fs
+from ..core.uri import write_bytes as _write_bytes
 from .errors import DatasetError
 
 __all__ = [
@@ -158,22 +161,9 @@ class Session:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
-def _fs(uri: str):
-    from ..store import url_to_fs
-
-    return url_to_fs(uri)
-
-
-def _join(uri: str, *parts: str) -> str:
-    from ..store import join
-
-    return join(uri, *parts)
-
-
 def _read_bytes(uri: str, what: str) -> bytes:
-    fs, path = _fs(uri)
     try:
-        return fs.cat_file(path)
+        return read_bytes(uri)
     except FileNotFoundError as exc:
         raise SessionFormatError(f"{what}: missing file {uri}") from exc
 
@@ -187,24 +177,9 @@ def _read_json(uri: str, what: str) -> Any:
 
 def _read_npy(uri: str, what: str) -> np.ndarray:
     try:
-        return np.load(io.BytesIO(_read_bytes(uri, what)), allow_pickle=False)
+        return read_npy(_read_bytes(uri, what))
     except (ValueError, OSError, EOFError) as exc:
         raise SessionFormatError(f"{what}: {uri} is not a valid .npy file ({exc})") from exc
-
-
-def _write_bytes(uri: str, data: bytes) -> None:
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, path = _fs(uri)
-    if isinstance(fs, LocalFileSystem):  # object stores have no directories (and s3fs's
-        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)  # makedirs would create buckets)
-    fs.pipe_file(path, data)
-
-
-def _npy_bytes(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
 
 
 def write_session(root: str, name: str, frames: np.ndarray, responses: np.ndarray, *,
@@ -282,7 +257,7 @@ def load_session(root: str, name: str) -> Session:
     segments = _read_json(_join(uri, "segments.json"), what)
     frames = _read_npy(_join(uri, "frames.npy"), what)
     responses = _read_npy(_join(uri, "responses.npy"), what)
-    fs, rpath = _fs(_join(uri, "rates.npy"))
+    fs, rpath = url_to_fs(_join(uri, "rates.npy"))
     rates = _read_npy(_join(uri, "rates.npy"), what) if fs.exists(rpath) else None
     intervals = _check_session(name, frames, responses, meta, segments, rates)
     return Session(name=name, session_id=str(meta.get("session_id", name)),

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..twins.evaluate import chunked_pearson, overall_pearson
+from ..mapping.metrics import chunked_pearson, overall_pearson
 from .sessions import make_segments, write_session, write_sessions_index
 
 __all__ = ["make_movie", "make_neurons", "neuron_rates", "make_synthetic_sessions"]

@@ -15,7 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .._progress import Progress
+from ..core.progress import Progress
+from ..core.raysetup import worker_env
 from .extract import FeatureExtractor
 from .reduce import ReductionConfig
 
@@ -119,18 +120,6 @@ def default_actor_plan(num_actors: int | None = None) -> dict:
     per = max(0.25, min(1.0, (cpus * 0.75) / n))
     threads = int(os.environ.get("CORTEXZOO_TORCH_THREADS", "0")) or max(1, round(cpus / n))
     return {"n": n, "num_gpus": 0, "num_cpus": per, "threads": threads}
-
-
-# GOOGLE_APPLICATION_CREDENTIALS is not forwarded: it names a file on this node only
-# (GCP workers use their service account)
-_FORWARDED_ENV = ("AWS_", "CORTEXZOO_", "HF_", "TORCH_HOME", "OMP_NUM_THREADS",
-                  "STORAGE_EMULATOR_HOST", "GOOGLE_CLOUD_PROJECT", "GCSFS_")
-
-
-def worker_env() -> dict[str, str]:
-    """Variables the workers need to read the same storage and caches as the driver
-    (a cluster started before they were set would not have them)."""
-    return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV)}
 
 
 def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None = None,

@@ -94,6 +94,10 @@ class ReductionConfig:
     def __post_init__(self):
         if self.method not in ("srp", "gap", "flatten"):
             raise ValueError(f"unknown reduction {self.method!r}; choose srp, gap or flatten")
+        if (not isinstance(self.n_components, int) or isinstance(self.n_components, bool)
+                or self.n_components < 1):
+            raise ValueError(f"reduction n_components (--k) must be an integer >= 1, got "
+                             f"{self.n_components!r}")
 
     @property
     def name(self) -> str:

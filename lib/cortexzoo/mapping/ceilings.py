@@ -23,11 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .metrics import masked_pearson
 from .rsa import compare_rdms, rdm
 from .stats import bootstrap_ci
 
 __all__ = ["split_half_reliability", "rdm_split_half_reliability", "inter_animal_ceiling",
-           "ceiled", "spearman_brown", "CeilingInputError"]
+           "ceiled", "population_ceilings", "spearman_brown", "CeilingInputError"]
 
 
 class CeilingInputError(ValueError):
@@ -82,19 +83,6 @@ def _halves(R: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
-def _pearson_cols_nan(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pearson r per column over rows where both are finite."""
-    ok = np.isfinite(a) & np.isfinite(b)
-    cnt = ok.sum(0)
-    a0, b0 = np.where(ok, a, 0.0), np.where(ok, b, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ma, mb = a0.sum(0) / cnt, b0.sum(0) / cnt
-        ac, bc = np.where(ok, a0 - ma, 0.0), np.where(ok, b0 - mb, 0.0)
-        r = (ac * bc).sum(0) / np.sqrt((ac ** 2).sum(0) * (bc ** 2).sum(0))
-    r[cnt < 3] = np.nan
-    return r
-
-
 def split_half_reliability(responses: Any, n_splits: int = 100, seed: int = 0,
                            return_splits: bool = False,
                            neuroid_chunk: int = 512) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
@@ -121,7 +109,7 @@ def split_half_reliability(responses: Any, n_splits: int = 100, seed: int = 0,
         Rc = R[:, :, j0:j0 + neuroid_chunk]
         for s in range(int(n_splits)):
             a, b = _halves(Rc, keys[s])
-            per[s, j0:j0 + Rc.shape[2]] = spearman_brown(_pearson_cols_nan(a, b))
+            per[s, j0:j0 + Rc.shape[2]] = spearman_brown(masked_pearson(a, b, min_count=3))
     with np.errstate(invalid="ignore"):
         import warnings
 
@@ -174,6 +162,25 @@ def ceiled(score: Any, ceiling: Any, kind: str = "r") -> Any:
         raise CeilingInputError(f"kind must be 'r', 'ev' or 'ratio', got {kind!r}")
     out = np.where(good, out, np.nan)
     return float(out) if out.ndim == 0 else out
+
+
+def population_ceilings(reliability: Any) -> dict[str, float]:
+    """The ceilings of a population's aggregated scores from its neuroids' split-half
+    reliabilities (SCIENCE.md section 2): ``r`` = mean of sqrt(reliability) (for the
+    mean Pearson r), ``ev`` = mean reliability (for the mean EV), ``r_median`` =
+    sqrt(median reliability), ``ev_median`` = median reliability.
+
+    Negative reliabilities (no reliable signal) count as 0 and NaN ones are skipped;
+    every ceiling is NaN when no reliability is finite. A ceiling of 0 gives NaN ceiled
+    values through :func:`ceiled`."""
+    rel = np.asarray(reliability, dtype=np.float64).ravel()
+    rel = np.clip(rel[np.isfinite(rel)], 0.0, None)
+    if rel.size == 0:
+        return {"r": float("nan"), "ev": float("nan"), "r_median": float("nan"),
+                "ev_median": float("nan")}
+    med = float(np.median(rel))
+    return {"r": float(np.mean(np.sqrt(rel))), "ev": float(np.mean(rel)),
+            "r_median": float(np.sqrt(med)), "ev_median": med}
 
 
 def _loo_scores(X: np.ndarray, T: np.ndarray, regression: Any, metric: str, alphas: Any,

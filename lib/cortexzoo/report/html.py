@@ -23,7 +23,7 @@ from .query import query_scores
 from .tables import leaderboard
 
 __all__ = ["paired_stats", "rank_agreement", "plot_ranking", "plot_trained_vs_random",
-           "plot_rank_agreement", "render_html_report", "write_html_report", "cmd_report_html"]
+           "plot_rank_agreement", "render_html_report", "write_html_report"]
 
 #: Columns the report reads (everything else in the scores dataset stays on disk).
 REPORT_COLUMNS = ["region", "model", "source", "weights", "layer", "relative_depth", "method",
@@ -349,11 +349,3 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
             f.write(data)
         return out_path
     return ResultStore(uri, **storage_options).put_bytes("report.html", data)
-
-
-def cmd_report_html(args) -> int:
-    """CLI handler: ``cortexzoo report RESULTS --html [--html-out PATH]`` (``args.results``,
-    optional ``args.html_out``)."""
-    where = write_html_report(args.results, getattr(args, "html_out", None))
-    print(f"HTML report: {where}")
-    return 0

@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import json
 import re
-import sys
+
 from typing import Any, Sequence
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
-from ..store import COLUMN_KINDS, CorruptFileError, SCORE_COLUMNS, empty_scores, url_to_fs
-from ..store.results import _canonical_dtypes
+from ..store import COLUMN_KINDS, CorruptFileError, empty_scores, url_to_fs
+from ..store.schema import canonical_dtypes
 from .tables import best_layers, leaderboard
 
-__all__ = ["QueryError", "query_scores", "format_results", "cmd_results", "glob_to_regex",
+__all__ = ["QueryError", "query_scores", "format_results", "glob_to_regex",
            "scores_files"]
 
 #: Columns the leaderboard (and therefore ``top``) needs.
@@ -212,7 +211,7 @@ def query_scores(uri: str, region: str | Sequence[str] | None = None,
         except (pa.ArrowInvalid, OSError) as exc:
             raise CorruptFileError(f"reading scores under {uri} failed: a file is corrupt or "
                                    f"truncated ({exc})") from exc
-        df = _canonical_dtypes(table.to_pandas())
+        df = canonical_dtypes(table.to_pandas())
     if top is not None:
         return _rank_top(df, top, method, metric)
     return df.reset_index(drop=True)
@@ -234,22 +233,3 @@ def format_results(df: pd.DataFrame, fmt: str = "table", digits: int = 4) -> str
         if pd.api.types.is_float_dtype(show[c]):
             show[c] = show[c].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}f}")
     return show.to_string(index=False)
-
-
-def cmd_results(args) -> int:
-    """CLI handler: ``cortexzoo results RESULTS [--region R] [--model GLOB] [--method M]
-    [--metric X] [--top N] [--format table|csv|json]``."""
-    fmt = getattr(args, "format", None) or "table"
-    if fmt not in _FORMATS:
-        raise QueryError(f"unknown format {fmt!r}; choose one of {list(_FORMATS)}")
-    df = query_scores(args.results, region=getattr(args, "region", None),
-                      model=getattr(args, "model", None), method=getattr(args, "method", None),
-                      metric=getattr(args, "metric", None), top=getattr(args, "top", None))
-    if getattr(args, "top", None) is None and fmt == "table":
-        # the full row set is wide: show the columns people look at
-        keep = [c for c in SCORE_COLUMNS if c not in ("run_id", "code_version", "created_at",
-                                                       "split", "seed", "reduction")]
-        df = df[[c for c in keep if c in df.columns]]
-    text = format_results(df, fmt)
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    return 0

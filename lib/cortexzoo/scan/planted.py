@@ -68,9 +68,9 @@ def make_planted_dataset(uri: str, model: str = EMBEDDED["model"], layer: str | 
     """Write a dataset folder whose neuroids are noisy (Poisson, with repetitions)
     functions of ``layer`` of ``model``; ``dataset.json`` records the truth."""
     from ..data.synthetic import make_images, planted_dataset
-    from .run import load_for_scan
+    from ..zoo import load_model
 
-    loaded = load_for_scan(model, input_size)
+    loaded = load_model(model, input_size=input_size)
     layer = layer or pick_middle_layer(loaded)
     if layer not in loaded.relative_depth:
         raise ValueError(f"{model}: no layer {layer!r}; available: {loaded.layers}")

@@ -117,15 +117,6 @@ class DatasetTargets:
         return out
 
 
-def _ceiling_r(reliability: np.ndarray) -> float:
-    # Correlations are ceiled by sqrt(reliability) (SCIENCE.md §2).
-    return float(np.nanmean(np.sqrt(np.clip(reliability, 0.0, None))))
-
-
-def _ceiled(value: float, ceiling: float) -> float:
-    return float(value / ceiling) if ceiling > 0 and np.isfinite(ceiling) else float("nan")
-
-
 def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -> list[dict]:
     """Rows (region, method, metric, value, ceiling, ceiled_value, ...) for one layer."""
     X = np.asarray(X, dtype=np.float64)
@@ -142,24 +133,22 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -
         if solver is not None:
             res = solver.loo(targets.Y[:, rt.columns], return_predictions=False)
             r, ev, alpha = res.pearson, res.ev, res.alpha
-            c_r = _ceiling_r(rt.reliability)
-            c_ev = float(np.nanmean(np.clip(rt.reliability, 0.0, None)))
+            ceil = mapping.population_ceilings(rt.reliability)
             common = dict(region=region, method=METHOD_RIDGE, n_neuroids=n,
                           alpha=float(np.median(alpha)))
             rows.append(dict(common, metric="pearson_r", value=float(np.nanmean(r)),
-                             ceiling=c_r, ceiled_value=_ceiled(float(np.nanmean(r)), c_r)))
-            med = float(np.nanmedian(r))
-            c_med = float(np.sqrt(max(np.nanmedian(rt.reliability), 0.0)))
-            rows.append(dict(common, metric="pearson_r_median", value=med, ceiling=c_med,
-                             ceiled_value=_ceiled(med, c_med)))
+                             ceiling=ceil["r"]))
+            rows.append(dict(common, metric="pearson_r_median", value=float(np.nanmedian(r)),
+                             ceiling=ceil["r_median"]))
             rows.append(dict(common, metric="explained_variance", value=float(np.nanmean(ev)),
-                             ceiling=c_ev, ceiled_value=_ceiled(float(np.nanmean(ev)), c_ev)))
+                             ceiling=ceil["ev"]))
         if model_rdm is not None and rt.rdm is not None:
             v = float(mapping.compare_rdms(model_rdm, rt.rdm, method=config.rsa_compare))
-            c = float(np.sqrt(max(rt.rdm_reliability, 0.0)))
+            # an RDM reliability at or below 0 has no ceiling (NaN, never sqrt of 0)
+            rel = rt.rdm_reliability
+            c = float(np.sqrt(rel)) if np.isfinite(rel) and rel > 0 else float("nan")
             rows.append(dict(region=region, method=METHOD_RSA, metric=f"rsa_{config.rsa_compare}",
-                             n_neuroids=n, value=v, ceiling=c, ceiled_value=_ceiled(v, c),
-                             alpha=float("nan")))
+                             n_neuroids=n, value=v, ceiling=c, alpha=float("nan")))
     if model_rdm is not None:
         for region, pub in targets.published.items():
             for how in ("pearson", "spearman"):
@@ -167,6 +156,6 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig) -
                 v = float(np.nanmean(per))
                 c = pub.ceilings[how]  # leave-one-subject-out, same scale as the score
                 rows.append(dict(region=region, method=METHOD_RSA, metric=f"rdms_{how}",
-                                 n_neuroids=0, value=v, ceiling=c, ceiled_value=_ceiled(v, c),
-                                 alpha=float("nan"), k_units=int(len(pub.rdms))))
+                                 n_neuroids=0, value=v, ceiling=c, alpha=float("nan"),
+                                 k_units=int(len(pub.rdms))))
     return rows

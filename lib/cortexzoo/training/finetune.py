@@ -11,7 +11,6 @@ in standardized and original units; predictions are reported in original units.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import logging
 import math
@@ -24,15 +23,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .loaders import Normalizer, PreparedData, Splits, make_splits, prepare_data
+from ..mapping.metrics import neuroid_metrics
+from .loaders import Normalizer, PreparedData, prepare_data
 from .networks import NetworkBundle, build_network
 from .presets import FinetuneConfig
+from .results import (METHOD, _unit_key, _value, bundle_info, common_columns, load_checkpoint,
+                      load_or_make_splits, score_rows, split_relpath)
+from .state import (TRAINING_STATE_VERSION, _check_resume, _constant_keys, _digest, _to_cpu,
+                    load_training_state, save_training_state)
 
 __all__ = [
     "METHOD",
     "TrainResult",
     "FinetuneResult",
-    "neuroid_metrics",
     "train_network",
     "score_rows",
     "run_finetune",
@@ -46,45 +49,10 @@ __all__ = [
 
 log = logging.getLogger("cortexzoo.training")
 
-#: Value of the score table's ``method`` column for fine-tuned networks.
-METHOD = "finetune"
 
 
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# --------------------------------------------------------------------------- metrics
-def neuroid_metrics(y: np.ndarray, y_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-neuroid explained variance and Pearson r, skipping NaN targets per neuroid.
-
-    EV = 1 - Var(y - y_hat) / Var(y) (sklearn's explained_variance_score); NaN for a
-    neuroid with fewer than 2 valid stimuli or constant responses.
-    """
-    # Implemented here rather than imported from cortexzoo.mapping: that package pulls in
-    # scikit-learn, which costs every Ray Tune trial worker seconds of import time.
-    y = np.asarray(y, dtype=np.float64)
-    y_hat = np.asarray(y_hat, dtype=np.float64)
-    if y.ndim == 1:
-        y, y_hat = y[:, None], y_hat[:, None]
-    if y.shape != y_hat.shape:
-        raise ValueError(f"targets {y.shape} and predictions {y_hat.shape} differ in shape")
-    ok = np.isfinite(y)
-    n = ok.sum(0)
-    w = ok.astype(np.float64)
-    y0, p0 = np.where(ok, y, 0.0), np.where(ok, y_hat, 0.0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        my, mp = y0.sum(0) / n, p0.sum(0) / n
-        yc, pc = (y0 - my) * w, (p0 - mp) * w
-        vy = (yc ** 2).sum(0) / n
-        res = (y0 - p0) * w
-        vres = ((res - res.sum(0) / n) * w) ** 2
-        ev = 1.0 - (vres.sum(0) / n) / vy
-        r = (yc * pc).sum(0) / np.sqrt((yc ** 2).sum(0) * (pc ** 2).sum(0))
-    bad = (n < 2) | ~(vy > 0)
-    ev[bad] = np.nan
-    r[bad] = np.nan
-    return ev, r
 
 
 def _nanmean(a: np.ndarray) -> float:
@@ -123,55 +91,6 @@ class TrainResult:
 
 #: Version of the dict :meth:`TrainResult.training_state` returns (2: constant weights
 #: left out; version 1 states, with every weight, are still read).
-TRAINING_STATE_VERSION = 2
-_READABLE_STATE_VERSIONS = (1, 2)
-
-
-def save_training_state(state: dict[str, Any], path: str | None = None) -> bytes | None:
-    """Write a training state (tensors and plain values only) with ``torch.save`` to
-    ``path``, or return its bytes when ``path`` is None."""
-    if path is not None:
-        torch.save(state, path)
-        return None
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    return buf.getvalue()
-
-
-def load_training_state(src: str | bytes, name: str | None = None) -> dict[str, Any]:
-    """Read a training state written by :func:`save_training_state` (a path, or its
-    bytes), safely (``weights_only=True``: no arbitrary objects are unpickled). ``name``
-    names it in errors (default: the path)."""
-    name = name or (src if isinstance(src, str) else "<bytes>")
-    try:
-        state = torch.load(src if isinstance(src, str) else io.BytesIO(src), map_location="cpu",
-                           weights_only=True)
-    except Exception as e:  # noqa: BLE001 - truncated, corrupt or not a torch file
-        raise ValueError(f"training state {name} cannot be read ({type(e).__name__}: {e})") from e
-    if not isinstance(state, dict) or state.get("version") not in _READABLE_STATE_VERSIONS:
-        raise ValueError(f"training state {name} is not a cortexzoo training state of "
-                         f"version {' or '.join(map(str, _READABLE_STATE_VERSIONS))}")
-    return state
-
-
-def _constant_keys(model: torch.nn.Module) -> list[str]:
-    """State entries training never changes: those of a frozen backbone (its parameters
-    get no gradient and it stays in eval mode, so its BatchNorm statistics stay too)."""
-    if not getattr(model, "frozen", False) or not hasattr(model, "backbone"):
-        return []
-    return [k for k in model.state_dict() if k.startswith("backbone.")]
-
-
-def _digest(sd: dict[str, torch.Tensor], keys: list[str]) -> str:
-    """Digest of the named entries' names, dtypes, shapes and bytes."""
-    h = hashlib.blake2b(digest_size=16)
-    for k in keys:
-        t = sd[k].detach().to("cpu").contiguous()
-        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return h.hexdigest()
-
-
 def _amp_context(device: torch.device, enabled: bool):
     if device.type == "cuda" and enabled:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -404,100 +323,6 @@ def train_network(cfg: FinetuneConfig, data: PreparedData, bundle: NetworkBundle
     return res
 
 
-def _to_cpu(obj: Any) -> Any:
-    """A copy of a (nested) state dict with every tensor on the CPU."""
-    if isinstance(obj, torch.Tensor):
-        return obj.detach().to("cpu", copy=True)
-    if isinstance(obj, dict):
-        return {k: _to_cpu(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_cpu(v) for v in obj)
-    return obj
-
-
-def _check_resume(state: dict[str, Any], cfg: FinetuneConfig) -> None:
-    if state.get("version") not in _READABLE_STATE_VERSIONS:
-        raise ValueError(f"cannot resume from a training state of version "
-                         f"{state.get('version')!r} (expected {TRAINING_STATE_VERSION})")
-    if int(state.get("seed", -1)) != cfg.seed or int(state.get("epochs", -1)) != cfg.epochs:
-        raise ValueError(f"the training state (seed {state.get('seed')}, {state.get('epochs')} "
-                         f"epochs) is not from this configuration (seed {cfg.seed}, "
-                         f"{cfg.epochs} epochs)")
-
-
-# --------------------------------------------------------------------------- score rows
-def _ceilings(rel: np.ndarray | None) -> tuple[float, float]:
-    """(EV ceiling, r ceiling) of a set of neuroids: mean reliability, mean sqrt(reliability)."""
-    if rel is None or not np.isfinite(rel).any():
-        return float("nan"), float("nan")
-    rc = np.clip(rel[np.isfinite(rel)], 0.0, None)
-    return float(np.mean(rc)), float(np.mean(np.sqrt(rc)))
-
-
-def score_rows(data: PreparedData, predictions: dict[str, np.ndarray],
-               splits: tuple[str, ...] = ("val", "test")) -> tuple[list[dict], pd.DataFrame]:
-    """Aggregated score rows (per region, split and metric) and per-neuroid values.
-
-    Metrics: ``explained_variance`` and ``pearson_r`` (means over the region's neuroids,
-    ceiled by mean reliability / mean sqrt(reliability) on the split's stimuli), and
-    their medians ``explained_variance_median`` / ``pearson_r_median``.
-    """
-    rows: list[dict] = []
-    per = []
-    regions = np.asarray(data.regions)
-    for split in splits:
-        if split not in predictions:
-            continue
-        ev, r = neuroid_metrics(data.y[split], predictions[split])
-        rel = data.reliability_by_split.get(split)
-        per.append(pd.DataFrame({"neuroid_id": data.neuroid_ids, "region": regions,
-                                 "split": split, "explained_variance": ev, "pearson_r": r,
-                                 "reliability": rel if rel is not None else np.nan}))
-        for region in sorted(set(regions.tolist())):
-            m = regions == region
-            c_ev, c_r = _ceilings(None if rel is None else rel[m])
-            rm = None if rel is None else np.clip(rel[m][np.isfinite(rel[m])], 0, None)
-            c_med_ev = float(np.median(rm)) if rm is not None and rm.size else float("nan")
-            common = dict(region=region, split=split, n_neuroids=int(m.sum()),
-                          n_stimuli=int(len(data.y[split])))
-            for metric, vals, ceil in (("explained_variance", ev[m], c_ev),
-                                       ("pearson_r", r[m], c_r)):
-                rows.append(dict(common, metric=metric, value=_nanmean(vals), ceiling=ceil))
-            fin_ev, fin_r = ev[m][np.isfinite(ev[m])], r[m][np.isfinite(r[m])]
-            rows.append(dict(common, metric="explained_variance_median",
-                             value=float(np.median(fin_ev)) if fin_ev.size else float("nan"),
-                             ceiling=c_med_ev))
-            rows.append(dict(common, metric="pearson_r_median",
-                             value=float(np.median(fin_r)) if fin_r.size else float("nan"),
-                             ceiling=math.sqrt(c_med_ev) if math.isfinite(c_med_ev) else float("nan")))
-    return rows, (pd.concat(per, ignore_index=True) if per else pd.DataFrame())
-
-
-def common_columns(cfg: FinetuneConfig, bundle_info: dict[str, Any], dataset_name: str,
-                   run_id: str, splits: Splits) -> dict[str, Any]:
-    """Score-row columns shared by every row of one fine-tuned network."""
-    return dict(run_id=run_id, dataset=dataset_name or "unnamed", model=bundle_info["model"],
-                source=bundle_info["source"], weights=bundle_info["weights"],
-                layer=bundle_info["layer"], relative_depth=bundle_info["relative_depth"],
-                reduction="gap", method=METHOD, seed=cfg.seed,
-                preset=cfg.preset or "custom", config=cfg.to_json(),
-                split_digest=splits.digest(), frozen=cfg.frozen,
-                blocks=-1 if cfg.blocks is None else cfg.blocks, width=cfg.width,
-                dropout=cfg.dropout, lr=cfg.lr, weight_decay=cfg.weight_decay,
-                optimizer=cfg.optimizer)
-
-
-def bundle_info(bundle: NetworkBundle) -> dict[str, Any]:
-    n = bundle.n_blocks_available
-    if n and bundle.layer != "all":
-        k = int(bundle.layer.split(":")[1].split("/")[0])
-        depth = k / n
-    else:
-        depth = 1.0
-    return dict(model=bundle.model_name, source=bundle.source, weights=bundle.weights,
-                layer=bundle.layer, relative_depth=depth, feature_dim=bundle.feature_dim)
-
-
 # --------------------------------------------------------------------------- full run
 @dataclass
 class FinetuneResult:
@@ -515,36 +340,6 @@ class FinetuneResult:
     test_r: float
     skipped: bool = False
     resumed_epoch: int = 0   # > 0: continued from the state saved after this epoch
-
-
-def _unit_key(cfg: FinetuneConfig, fingerprint: str, splits: Splits) -> str:
-    from cortexzoo.store import safe_key
-
-    import hashlib
-
-    # the full config decides the unit; its hash keeps the key short
-    return safe_key("finetune", cfg.preset or "custom", cfg.backbone, fingerprint[:12],
-                    splits.digest(), hashlib.sha1(cfg.to_json().encode()).hexdigest()[:10])
-
-
-def load_or_make_splits(store: Any, relpath: str, stimulus_ids: list[str],
-                        cfg: FinetuneConfig) -> Splits:
-    """The split stored at ``relpath`` (checked against the dataset), else a new one, stored."""
-    stored = store.get_json(relpath)
-    if stored is not None:
-        sp = Splits.from_dict(stored)
-        sp.indices(stimulus_ids)  # raises SplitError when it does not fit the dataset
-        return sp
-    sp = make_splits(stimulus_ids, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
-    store.put_json(relpath, sp.to_dict())
-    return sp
-
-
-def split_relpath(fingerprint: str, cfg: FinetuneConfig) -> str:
-    """Where the split of a dataset (and split settings) is stored under a results URI;
-    every fine-tuning run and pixel baseline on that dataset shares it."""
-    return (f"splits/{fingerprint[:16]}-s{cfg.split_seed}-v{cfg.val_fraction:g}"
-            f"-t{cfg.test_fraction:g}.json")
 
 
 def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | None = None,
@@ -658,27 +453,4 @@ def run_finetune(data_uri: str, cfg: FinetuneConfig, out: str, run_id: str | Non
                           _value(scores, "test", "explained_variance"),
                           _value(scores, "test", "pearson_r"), resumed_epoch=res.resumed_epoch)
 
-
-def _value(scores: pd.DataFrame, split: str, metric: str) -> float:
-    """Mean over regions of one (split, metric) aggregate."""
-    return _nanmean(scores[(scores["split"] == split) & (scores["metric"] == metric)]["value"])
-
-
-def load_checkpoint(out: str, unit_key: str) -> torch.nn.Module:
-    """Rebuild a fine-tuned network from ``finetune/<unit_key>/`` (config + model.pt)."""
-    from cortexzoo.store import ResultStore
-
-    store = ResultStore(out)
-    cfg_bytes = store.get_bytes(f"finetune/{unit_key}/config.yaml")
-    net = store.get_json(f"finetune/{unit_key}/network.json")
-    blob = store.get_bytes(f"finetune/{unit_key}/model.pt")
-    if cfg_bytes is None or net is None or blob is None:
-        raise FileNotFoundError(f"no complete checkpoint under {out}/finetune/{unit_key}/")
-    cfg = FinetuneConfig.from_yaml(cfg_bytes.decode())
-    bundle = build_network(cfg, int(net["n_outputs"]))
-    from cortexzoo.zoo.weights import safe_torch_load
-
-    where = f"{out}/finetune/{unit_key}/model.pt"
-    bundle.model.load_state_dict(safe_torch_load(io.BytesIO(blob), where))
-    return bundle.model.eval()
 

@@ -13,6 +13,8 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+from ..core.config import config_from_mapping
+
 __all__ = [
     "ConfigError",
     "FinetuneConfig",
@@ -165,14 +167,7 @@ class FinetuneConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "config") -> "FinetuneConfig":
         """Build from a mapping; an unknown key raises ConfigError naming it."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where}: expected a mapping of settings, got {type(d).__name__}")
-        known = config_fields()
-        unknown = [k for k in d if k not in known]
-        if unknown:
-            raise ConfigError(f"{where}: unknown setting(s) {sorted(map(str, unknown))}; "
-                              f"known: {sorted(known)}")
-        return cls(**dict(d))
+        return config_from_mapping(cls, d, what="setting(s)", where=where, error=ConfigError)
 
     def to_yaml(self) -> str:
         import yaml

@@ -279,8 +279,9 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
     from cortexzoo.data import load_dataset
     from cortexzoo.store import ResultStore
 
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS") or "local", include_dashboard=False)
+    from cortexzoo.core.raysetup import init_ray
+
+    init_ray()  # a no-op when the CLI (or a test) has connected already
     sp = space if isinstance(space, SearchSpace) else load_space(space)
     name = name or sp.name
     if not name.replace("-", "").replace("_", "").isalnum():

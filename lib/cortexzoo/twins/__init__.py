@@ -15,7 +15,6 @@ _EXPORTS = {
     "Twin": "model", "TwinConfig": "model", "poisson_loss": "model", "twin_loss": "model",
     "TwinsRunConfig": "train", "train_family": "train", "fit_local": "train",
     "train_loop_per_worker": "train", "load_twin": "train",
-    "chunked_pearson": "evaluate", "overall_pearson": "evaluate",
     "evaluate_family": "evaluate", "plot_twins": "plots", "register_cli": "cli",
 }
 __all__ = sorted(_EXPORTS)

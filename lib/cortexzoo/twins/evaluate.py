@@ -15,57 +15,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..mapping.metrics import chunked_pearson, overall_pearson
+
 __all__ = ["chunked_pearson", "overall_pearson", "predict_split", "score_twin",
            "evaluate_family"]
-
-
-def chunked_pearson(pred: np.ndarray, true: np.ndarray, chunk: int = 100) -> np.ndarray:
-    """Per-neuron Pearson r within non-overlapping ``chunk``-sample chunks, chunk-averaged.
-
-    ``pred``/``true`` are [T, N]. Chunks are ``[0, chunk), [chunk, 2 chunk), ...``; a
-    trailing remainder shorter than ``chunk`` is dropped (when ``T < chunk`` the whole
-    series is one chunk). Chunks where either series is constant have no correlation
-    and are left out of that neuron's average. Returns [N] (NaN for a neuron without
-    any defined chunk).
-    """
-    pred = np.asarray(pred, np.float64)
-    true = np.asarray(true, np.float64)
-    if pred.shape != true.shape or pred.ndim != 2:
-        raise ValueError(f"pred and true must be [T, N] of one shape, got {pred.shape} and "
-                         f"{true.shape}")
-    if chunk < 2:
-        raise ValueError(f"chunk must be >= 2, got {chunk}")
-    t, n = pred.shape
-    nc = t // chunk
-    if nc == 0:
-        p, y = pred[None], true[None]
-    else:
-        p = pred[:nc * chunk].reshape(nc, chunk, n)
-        y = true[:nc * chunk].reshape(nc, chunk, n)
-    pc = p - p.mean(axis=1, keepdims=True)
-    yc = y - y.mean(axis=1, keepdims=True)
-    sp, sy = (pc ** 2).sum(axis=1), (yc ** 2).sum(axis=1)
-    # "constant" relative to the series' scale, so float round-off is not a correlation
-    ok = (sp > 1e-20 * np.maximum(1.0, (p ** 2).sum(axis=1))) & \
-         (sy > 1e-20 * np.maximum(1.0, (y ** 2).sum(axis=1)))
-    r = np.full(ok.shape, np.nan)
-    r[ok] = (pc * yc).sum(axis=1)[ok] / np.sqrt(sp[ok] * sy[ok])
-    cnt = ok.sum(axis=0)
-    out = np.full(n, np.nan)
-    has = cnt > 0
-    out[has] = np.nansum(r, axis=0)[has] / cnt[has]
-    return out
-
-
-def overall_pearson(pred: np.ndarray, true: np.ndarray) -> float:
-    """Pearson r over all entries of ``pred`` and ``true`` (flattened)."""
-    p = np.asarray(pred, np.float64).ravel()
-    y = np.asarray(true, np.float64).ravel()
-    if p.shape != y.shape:
-        raise ValueError(f"pred and true differ in size: {p.size} vs {y.size}")
-    p, y = p - p.mean(), y - y.mean()
-    den = np.sqrt((p ** 2).sum() * (y ** 2).sum())
-    return float((p * y).sum() / den) if den > 0 else float("nan")
 
 
 def predict_split(model, coll, split: str = "test", batch_size: int = 256,

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import nn
 
+from ..core.config import config_from_mapping
 from .encoders import ENCODERS, build_encoder
 
 __all__ = ["TwinConfig", "Twin", "poisson_loss", "twin_loss", "param_groups", "ConfigError"]
@@ -74,11 +75,7 @@ class TwinConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TwinConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown twin config keys {unknown}; known: {sorted(names)}")
-        return cls(**dict(d))
+        return config_from_mapping(cls, d, what="twin config keys", error=ConfigError)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -38,6 +38,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
+from ..core.config import config_from_mapping, read_yaml_mapping
+from ..core.raysetup import init_ray
 from .model import ConfigError, Twin, TwinConfig, param_groups, twin_loss
 
 log = logging.getLogger("cortexzoo.twins")
@@ -111,24 +113,11 @@ class TwinsRunConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "TwinsRunConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ConfigError(f"unknown twins config keys {unknown}; known: {sorted(names)}")
-        return cls(**dict(d))
+        return config_from_mapping(cls, d, what="twins config keys", error=ConfigError)
 
     @classmethod
     def from_yaml(cls, path: str) -> "TwinsRunConfig":
-        import yaml
-
-        from ..store import url_to_fs
-
-        fs, p = url_to_fs(path)
-        with fs.open(p, "r") as f:
-            d = yaml.safe_load(f) or {}
-        if not isinstance(d, dict):
-            raise ConfigError(f"{path}: a twins config must be a mapping")
-        return cls.from_dict(d)
+        return cls.from_dict(read_yaml_mapping(path, error=ConfigError, what="twins config"))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -544,22 +533,6 @@ def latest_history(result: Any, best_state: Mapping[str, Any]) -> list[dict[str,
     except Exception:  # noqa: BLE001 - the best checkpoint's history is a fine fallback
         pass
     return list(best_state.get("history", []))
-
-
-def init_ray(address: str | None = None) -> None:
-    """Connect to ``address`` or RAY_ADDRESS (``ray job submit`` sets it; ``auto`` joins
-    the cluster running on this machine); else start a private local instance.
-
-    Does nothing when Ray is already initialised (e.g. in tests). Without an address
-    a fresh instance is started rather than joining whatever cluster happens to run
-    on the machine.
-    """
-    import ray
-
-    if not ray.is_initialized():
-        # worker logs stay in Ray's log files; failures surface through Result.error
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local",
-                 log_to_driver=False)
 
 
 def train_family(run: TwinsRunConfig, *, extra_loop_config: Mapping[str, Any] | None = None,

@@ -9,15 +9,15 @@
 from cortexzoo.zoo.curated import default_zoo
 from cortexzoo.zoo.layers import LayerEnumerationError, enumerate_layers
 from cortexzoo.zoo.preprocess import PreprocessConfig, PreprocessError
+from cortexzoo.zoo.custom import CustomModel, register_model
 from cortexzoo.zoo.registry import (
     LoadedModel,
     ModelEntry,
-    CustomModel,
+    at_input_size,
     count_layers,
     describe_model,
     list_models,
     load_model,
-    register_model,
     relative_depths,
 )
 from cortexzoo.zoo.spec import ModelSpec, SpecError, parse_spec, read_spec_list
@@ -49,4 +49,5 @@ __all__ = [
     "relative_depths",
     "register_model",
     "CustomModel",
+    "at_input_size",
 ]

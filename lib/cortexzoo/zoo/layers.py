@@ -100,7 +100,7 @@ def count_layers_structural(module: nn.Module) -> int:
     return len(candidate_layers(module))
 
 
-def _first_tensor(x: Any) -> torch.Tensor | None:
+def first_tensor(x: Any) -> torch.Tensor | None:
     if isinstance(x, torch.Tensor):
         return x
     if isinstance(x, (tuple, list)) and x and isinstance(x[0], torch.Tensor):
@@ -120,7 +120,7 @@ def _run_with_hooks(
             calls[name] = calls.get(name, 0) + 1
             if calls[name] == 1:
                 order.append(name)
-            out = _first_tensor(output)
+            out = first_tensor(output)
             if out is None:
                 bad.add(name)
             elif (

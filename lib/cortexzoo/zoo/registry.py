@@ -7,13 +7,12 @@ zoo is in :mod:`cortexzoo.zoo.curated`.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-import importlib
 import os
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Callable
 
 import torch
 from torch import nn
@@ -21,6 +20,8 @@ from torch import nn
 from cortexzoo.zoo import weights as W
 from cortexzoo.zoo.baselines import available_baselines, build_baseline
 from cortexzoo.zoo.curated import default_zoo
+from cortexzoo.zoo.custom import (_CUSTOM, on_change,
+                                  resolve_custom)
 from cortexzoo.zoo.layers import (
     LayerEnumerationError,
     count_layers_structural,
@@ -28,7 +29,6 @@ from cortexzoo.zoo.layers import (
 )
 from cortexzoo.zoo.preprocess import (
     PreprocessConfig,
-    default_config,
     timm_config,
     torchvision_config,
 )
@@ -84,72 +84,6 @@ def relative_depths(layers: list[str]) -> dict[str, float]:
     if n == 1:
         return {layers[0]: 0.0}
     return {name: i / (n - 1) for i, name in enumerate(layers)}
-
-
-# ------------------------------------------------------------ custom models
-@dataclass(frozen=True)
-class CustomModel:
-    """A user architecture addressable as ``custom:NAME@WEIGHTS``.
-
-    Attributes
-    ----------
-    build : callable () -> nn.Module
-        Builds the architecture with its own init (seeded by the caller).
-    preprocess : PreprocessConfig
-    trained_weights : str or None
-        State-dict file used for ``@trained``.
-    """
-
-    build: Callable[[], nn.Module]
-    preprocess: PreprocessConfig
-    trained_weights: str | None = None
-
-
-_CUSTOM: dict[str, CustomModel] = {}
-
-
-def register_model(
-    name: str,
-    build: Callable[[], nn.Module],
-    preprocess: PreprocessConfig | None = None,
-    trained_weights: str | None = None,
-    overwrite: bool = False,
-) -> None:
-    """Make ``custom:NAME`` loadable in this process.
-
-    Registration is per process: Ray workers must import the registering module too,
-    or use the import-path form ``custom:pkg.module.factory`` which needs no registration.
-    """
-    if not name or "@" in name or ":" in name:
-        raise ValueError(f"bad custom model name {name!r} (no '@' or ':')")
-    if name in _CUSTOM and not overwrite:
-        raise ValueError(f"custom model {name!r} is already registered (pass overwrite=True)")
-    _CUSTOM[name] = CustomModel(build, preprocess or default_config(), trained_weights)
-    _meta_layers.cache_clear()
-    _structural_count.cache_clear()
-
-
-def custom_names() -> frozenset[str]:
-    """Names registered with :func:`register_model`."""
-    return frozenset(_CUSTOM)
-
-
-def resolve_custom(name: str) -> CustomModel:
-    """A registered custom model, or one given as import path ``pkg.module.factory``.
-
-    The factory returns an ``nn.Module``; its ``preprocess_config`` attribute (a
-    PreprocessConfig) is used when present, else ImageNet defaults.
-    """
-    if name in _CUSTOM:
-        return _CUSTOM[name]
-    mod_name, dot, attr = name.rpartition(".")
-    if not dot:
-        raise KeyError(name)
-    factory = getattr(importlib.import_module(mod_name), attr)
-    if not callable(factory):
-        raise TypeError(f"{name} is not callable")
-    cfg = getattr(factory, "preprocess_config", None)
-    return CustomModel(factory, cfg if isinstance(cfg, PreprocessConfig) else default_config())
 
 
 def _build_custom(spec: ModelSpec) -> nn.Module:
@@ -300,6 +234,9 @@ def _structural_count(source: str, name: str) -> int | None:
         return None
 
 
+on_change(_meta_layers.cache_clear)
+on_change(_structural_count.cache_clear)
+
 # Bump when the layer rule in layers.py changes: it invalidates the on-disk counts.
 LAYER_RULE_VERSION = 1
 
@@ -309,8 +246,6 @@ def _count_cache_path() -> str | None:
 
     Location: ``$CORTEXZOO_CACHE`` (empty string disables) or ``~/.cache/cortexzoo``.
     """
-    import timm
-    import torchvision
 
     root = os.environ.get("CORTEXZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "cortexzoo"))
     if not root:
@@ -430,8 +365,19 @@ def _disable_inplace(module: nn.Module) -> None:
             m.inplace = False
 
 
-def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") -> LoadedModel:
-    """Build the model named by ``spec`` on ``device``.
+def at_input_size(model: LoadedModel, input_size: int | None) -> LoadedModel:
+    """``model`` fed at another input side (the same resize/crop ratio); None keeps it."""
+    if input_size:
+        pre = model.preprocess
+        resize = max(input_size, round(input_size * pre.resize_size / pre.input_size))
+        model.preprocess = dataclasses.replace(pre, input_size=input_size, resize_size=resize)
+    return model
+
+
+def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu",
+               input_size: int | None = None) -> LoadedModel:
+    """Build the model named by ``spec`` on ``device`` (fed at ``input_size`` when given,
+    see :func:`at_input_size`).
 
     Raises
     ------
@@ -464,10 +410,11 @@ def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu") ->
         raise LayerEnumerationError(f"no layers found for {spec}")
     module.to(device)
     n_params = sum(p.numel() for p in module.parameters())
-    return LoadedModel(spec, module, cfg, layers, relative_depths(layers), n_params)
+    return at_input_size(LoadedModel(spec, module, cfg, layers, relative_depths(layers), n_params),
+                         input_size)
 
 
-def describe_model(spec: "str | ModelSpec") -> LoadedModel:
+def describe_model(spec: "str | ModelSpec", input_size: int | None = None) -> LoadedModel:
     """Layers, relative depths and preprocessing of ``spec`` without building its weights.
 
     The returned LoadedModel has ``module=None``: it is what a driver needs to plan
@@ -480,8 +427,9 @@ def describe_model(spec: "str | ModelSpec") -> LoadedModel:
         cfg = _preprocess_for(spec)
         layers = _meta_layers(spec.source, spec.arch, cfg.input_size)
         if layers:
-            return LoadedModel(spec, None, cfg, list(layers), relative_depths(list(layers)), 0)
-    loaded = load_model(spec)
+            return at_input_size(LoadedModel(spec, None, cfg, list(layers),
+                                             relative_depths(list(layers)), 0), input_size)
+    loaded = load_model(spec, input_size=input_size)
     loaded.module = None
     return loaded
 

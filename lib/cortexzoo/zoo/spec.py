@@ -5,7 +5,7 @@ Grammar
 ``SOURCE:NAME@WEIGHTS`` where
 
 * ``SOURCE`` is ``torchvision``, ``timm``, ``baseline`` or ``custom`` (case-insensitive;
-  ``custom`` names come from ``registry.register_model`` or are a dotted import path
+  ``custom`` names come from ``cortexzoo.zoo.register_model`` or are a dotted import path
   ``pkg.module.factory`` of a function returning an ``nn.Module``);
 * ``NAME`` is an architecture of that source (``timm`` names may carry a pretrained
   tag, ``vit_base_patch16_224.augreg_in21k``);
@@ -144,7 +144,7 @@ def baseline_names() -> frozenset[str]:
 
 def _known(source: str) -> frozenset[str]:
     if source == "custom":
-        from cortexzoo.zoo.registry import custom_names
+        from cortexzoo.zoo.custom import custom_names
 
         return custom_names()
     if source == "torchvision":
@@ -170,7 +170,7 @@ def _check_name(source: str, name: str, spec: str) -> None:
             return
         lookup = name
     elif source == "custom":
-        from cortexzoo.zoo.registry import resolve_custom
+        from cortexzoo.zoo.custom import resolve_custom
 
         try:
             resolve_custom(name)

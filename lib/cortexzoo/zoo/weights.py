@@ -184,7 +184,7 @@ def weights_available(spec: "str | ModelSpec") -> bool:
         url = torchvision_weights_url(spec.name)
         return url is not None and os.path.isfile(hub_checkpoint_path(url))
     if spec.source == "custom":
-        from cortexzoo.zoo.registry import resolve_custom
+        from cortexzoo.zoo.custom import resolve_custom
 
         path = resolve_custom(spec.name).trained_weights
         return path is not None and os.path.isfile(path)

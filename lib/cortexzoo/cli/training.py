@@ -1,5 +1,4 @@
-"""``cortexzoo finetune`` and ``cortexzoo tune`` (hooked into the main CLI by
-``register_cli(subparsers)``).
+"""``cortexzoo finetune`` and ``cortexzoo tune``.
 
     cortexzoo finetune --data DATASET_URI --preset resnet34-it --out RESULTS_URI
     cortexzoo finetune --data D --preset shallow-cnn,pixels --out R      # + pixel baselines
@@ -10,11 +9,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
-__all__ = ["register_cli", "cmd_finetune", "cmd_tune", "main"]
+__all__ = ["register", "register_cli", "cmd_finetune", "cmd_tune"]
+
+from ..core.raysetup import init_ray
 
 TUNE_CONFIG_KEYS = {"data", "space", "trials", "out", "name", "resume", "cpus_per_trial",
                     "gpus_per_trial", "max_concurrent", "max_failures", "checkpoint_every",
@@ -46,25 +46,13 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _init_ray(address: str | None) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init(address="local", include_dashboard=False)
-
-
 def cmd_finetune(args: argparse.Namespace) -> int:
-    from cortexzoo.store import ResultStore
-    from cortexzoo.zoo import WeightsUnavailableError
+    from ..store import ResultStore
+    from ..zoo import WeightsUnavailableError
 
-    from .finetune import run_finetune
-    from .leaderboard import finetune_leaderboard, format_finetune_leaderboard
-    from .presets import ConfigError, FinetuneConfig, load_preset
+    from ..training.finetune import run_finetune
+    from ..training.leaderboard import finetune_leaderboard, format_finetune_leaderboard
+    from ..training.presets import ConfigError, FinetuneConfig, load_preset
 
     overrides = _overrides(args.set)
     names = [p.strip() for p in (args.preset or "").split(",") if p.strip()]
@@ -99,7 +87,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         if res.checkpoint_uri:
             print(f"  checkpoint: {res.checkpoint_uri}")
     if run_pixels:
-        from .baselines import run_pixel_baselines
+        from ..training.baselines import run_pixel_baselines
 
         base = cfgs[0] if cfgs else FinetuneConfig(backbone="custom:shallow_cnn")
         print(f"pixel baselines ({args.pixel_size} px) ...")
@@ -111,13 +99,13 @@ def cmd_finetune(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from .presets import ConfigError
-    from .space import SpaceError
-    from .tune import TuneError, run_tune
+    from ..training.presets import ConfigError
+    from ..training.space import SpaceError
+    from ..training.tune import TuneError, run_tune
 
     settings: dict[str, Any] = {}
     if args.config:
-        from .presets import _read_yaml
+        from ..training.presets import _read_yaml
 
         doc = _read_yaml(args.config) or {}
         bad = sorted(set(doc) - TUNE_CONFIG_KEYS) if isinstance(doc, dict) else ["<not a mapping>"]
@@ -135,7 +123,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
         print(f"error: tune needs {', '.join('--' + m for m in missing)} (or a --config "
               "with those keys)", file=sys.stderr)
         return 2
-    _init_ray(settings.get("address"))
+    init_ray(settings.get("address"))
     try:
         res = run_tune(settings["data"], settings["space"], int(settings.get("trials", 10)),
                        settings["out"], name=settings.get("name"),
@@ -213,20 +201,4 @@ def register_cli(subparsers: Any) -> None:
     t.set_defaults(func=cmd_tune)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m cortexzoo.training.cli finetune ...``)."""
-    import logging
-
-    for k, v in (("RAY_AUTH_MODE", "disabled"), ("RAY_USAGE_STATS_ENABLED", "0"),
-                 ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0"), ("HF_HUB_OFFLINE", "1")):
-        os.environ.setdefault(k, v)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%H:%M:%S")
-    p = argparse.ArgumentParser(prog="cortexzoo")
-    register_cli(p.add_subparsers(dest="cmd", required=True))
-    args = p.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+register = register_cli

@@ -1,4 +1,7 @@
-"""URI helpers: one code path for local folders and object stores (``s3://``, ``gs://``).
+"""URIs: one code path for local folders and object stores (``s3://``, ``gs://``).
+
+Every stage that names a file by URI (dataset folders, sessions, results, configs)
+uses these helpers; nothing else in the package parses or joins URIs.
 
 Everything goes through fsspec, so any protocol with an installed fsspec
 implementation works; ``s3://`` (s3fs), ``gs://`` (gcsfs) and local paths are the
@@ -6,6 +9,7 @@ tested ones.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from typing import Any, Mapping
@@ -14,7 +18,8 @@ import fsspec
 import fsspec.core
 
 __all__ = ["url_to_fs", "join", "is_remote", "protocol_of", "portable_options",
-           "portable_pyarrow_fs", "delete_checkpoint_dirs"]
+           "portable_pyarrow_fs", "normalize_uri", "read_bytes", "write_bytes", "npy_bytes",
+           "read_npy"]
 
 _PROTO_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.\-]*)://(.*)$", re.DOTALL)
 _LOCAL_PROTOCOLS = {"file", "local"}
@@ -107,20 +112,46 @@ def portable_pyarrow_fs(uri: str) -> tuple[Any, str]:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs)), path
 
 
-def delete_checkpoint_dirs(result: Any, keep: frozenset[str] = frozenset()) -> list[str]:
-    """Delete the ``checkpoint_*`` folders of a Ray Train / Tune result's run folder
-    (``result.path`` on ``result.filesystem``, a pyarrow filesystem), except those named
-    in ``keep``. Returns the deleted folder names; a listing or deletion error is raised
-    as OSError after the folders already deleted."""
-    import pyarrow.fs as pafs
+def normalize_uri(uri: "str | os.PathLike") -> str:
+    """Local paths become absolute (``~`` expanded), so that a URI handed to another
+    process (a Ray worker runs in its own directory) still names the same file; URIs
+    with a scheme are kept. Trailing slashes are dropped."""
+    uri = os.fspath(uri)
+    if not isinstance(uri, str) or not uri:
+        raise ValueError(f"a URI must be a non-empty string, got {uri!r}")
+    if "://" not in uri:
+        uri = os.path.abspath(os.path.expanduser(uri))
+    return uri.rstrip("/") or uri
 
-    fs, path = getattr(result, "filesystem", None), getattr(result, "path", None)
-    if fs is None or not path:
-        return []
-    dropped = []
-    for info in fs.get_file_info(pafs.FileSelector(path, allow_not_found=True)):
-        if (info.type == pafs.FileType.Directory and info.base_name.startswith("checkpoint_")
-                and info.base_name not in keep):
-            fs.delete_dir(info.path)
-            dropped.append(info.base_name)
-    return dropped
+
+def read_bytes(uri: str) -> bytes:
+    """The bytes of the file at ``uri`` (FileNotFoundError when there is none)."""
+    fs, path = url_to_fs(uri)
+    return fs.cat_file(path)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write ``data`` to ``uri``, creating local parent folders (object stores have none,
+    and s3fs's makedirs would create buckets)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = url_to_fs(uri)
+    if isinstance(fs, LocalFileSystem):
+        fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    fs.pipe_file(path, data)
+
+
+def npy_bytes(arr: Any) -> bytes:
+    """``arr`` as ``.npy`` bytes (no pickles)."""
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def read_npy(data: bytes) -> Any:
+    """A ``.npy`` array from bytes, never unpickling."""
+    import numpy as np
+
+    return np.load(io.BytesIO(data), allow_pickle=False)

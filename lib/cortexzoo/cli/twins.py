@@ -11,10 +11,9 @@ Flags override the YAML config (keys of :class:`cortexzoo.twins.train.TwinsRunCo
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-__all__ = ["register_cli", "config_from_args"]
+__all__ = ["register", "register_cli", "config_from_args"]
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -23,7 +22,7 @@ def _csv(s: str | None) -> list[str] | None:
 
 def config_from_args(args: argparse.Namespace):
     """A :class:`TwinsRunConfig` from ``--config`` (if any) with the flags applied."""
-    from .train import TwinsRunConfig
+    from ..twins.train import TwinsRunConfig
 
     base = TwinsRunConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) \
         else TwinsRunConfig().to_dict()
@@ -52,17 +51,9 @@ def config_from_args(args: argparse.Namespace):
     return TwinsRunConfig.from_dict(base)
 
 
-def _setup_env() -> None:
-    # before Ray is imported (see shared/ENVIRONMENT.md)
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainingFailed, pair_key, train_family
+    from ..twins.train import TrainingFailed, pair_key, train_family
 
-    _setup_env()
     run = config_from_args(args)
 
     def show(r) -> None:
@@ -89,14 +80,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate_family
+    from ..twins.evaluate import evaluate_family
 
     run = config_from_args(args)
     if not run.data:
         raise SystemExit("error: --data (or data: in --config) is required")
     keys = None
     if getattr(args, "encoders", None) or getattr(args, "seeds", None):
-        from .train import pair_key
+        from ..twins.train import pair_key
 
         keys = [pair_key(e, s) for e in run.encoders for s in run.seeds]
     scores = evaluate_family(run.data, run.out, keys=keys, chunk=run.chunk,
@@ -192,13 +183,4 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     return t
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m cortexzoo.twins.cli ...`` (same as ``cortexzoo twins ...``)."""
-    p = argparse.ArgumentParser(prog="cortexzoo")
-    register_cli(p.add_subparsers(dest="cmd", required=True))
-    args = p.parse_args(argv)
-    return int(args.func(args) or 0)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+register = register_cli
