@@ -38,7 +38,7 @@ TINY = ["timm:test_byobnet", "timm:test_convnext2", "timm:test_convnext3", "timm
 METRICS = {("ridge_gcv", "pearson_r"), ("ridge_gcv", "pearson_r_median"),
            ("ridge_gcv", "explained_variance"), ("rsa", "rsa_pearson")}
 
-KEY = ["model", "layer", "region", "method", "metric"]
+KEY = ["model", "layer", "region", "method", "metric", "split"]
 
 
 def tiny_specs(n: int, archs: list[str] = TINY) -> list[str]:

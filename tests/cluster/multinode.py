@@ -241,7 +241,8 @@ def scan_config(data: str, out: str, engine: str):
     return ScanConfig(data=data, out=out, models=list(SCAN_MODELS), engine=engine,
                       batch_size=8, input_size=SCAN_INPUT,
                       reduction=ReductionConfig(n_components=64),
-                      scoring=ScoringConfig(reliability_splits=5, methods=("ridge_gcv",)),
+                      scoring=ScoringConfig(reliability_splits=5, methods=("ridge_gcv",),
+                                            inter_animal=False),
                       progress=False, plot=False)
 
 

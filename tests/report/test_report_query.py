@@ -172,7 +172,9 @@ def test_s3_matches_pandas(s3_bucket):
     exp = _expected_top(full, 2)
     assert list(top.model) == list(exp.model)
     np.testing.assert_allclose(top.score, exp.score)
-    assert query_scores(s3_bucket + "/empty").empty
+    # a results URI that does not exist is an error, not an empty table
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        query_scores(s3_bucket + "/empty")
 
 
 def test_bad_input_and_glob():

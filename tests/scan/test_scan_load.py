@@ -21,7 +21,7 @@ from cortexzoo.zoo import describe_model, parse_spec
 #: (method, metric) pairs a scan writes per region (README, "Results")
 METRICS = {("ridge_gcv", "pearson_r"), ("ridge_gcv", "pearson_r_median"),
            ("ridge_gcv", "explained_variance"), ("rsa", "rsa_pearson")}
-KEY = ["model", "layer", "region", "method", "metric"]
+KEY = ["model", "layer", "region", "method", "metric", "split"]
 COMMON = dict(input_size=32, batch_size=12, reduction=ReductionConfig(n_components=64),
               scoring=ScoringConfig(reliability_splits=5), progress=False, plot=False)
 
@@ -34,11 +34,20 @@ def tiny_data(tmp_path_factory):
     return uri
 
 
+SPLITS = ("loo", "half_a", "half_b")  # all stimuli, and each half of the held-out choice
+
+
 def expected(specs, data) -> set[tuple]:
-    """Rows a full scan must write: the models' layer lists x regions x metrics."""
-    regions = set(load_dataset(data).neuroids["region"])
-    return {(str(parse_spec(s)), layer, r, meth, met) for s in specs
-            for layer in describe_model(s).layers for r in regions for meth, met in METRICS}
+    """Rows a full scan must write: the models' layer lists x regions x metrics x splits,
+    and the inter-animal ceiling of each region recorded in two or more subjects."""
+    ds = load_dataset(data)
+    regions = set(ds.neuroids["region"])
+    rows = {(str(parse_spec(s)), layer, r, meth, met, split) for s in specs
+            for layer in describe_model(s).layers for r in regions for meth, met in METRICS
+            for split in SPLITS}
+    multi = ds.neuroids.groupby("region")["subject"].nunique()
+    return rows | {("inter_animal", "", r, "inter_animal", "pearson_r", "loo")
+                   for r in multi[multi >= 2].index}
 
 
 def assert_exactly(scores, want: set[tuple]) -> None:
@@ -57,7 +66,7 @@ def test_concurrent_ray_scan_loses_and_duplicates_nothing(ray_local, tiny_data, 
                               max_concurrent_models=2, **COMMON))
     assert_exactly(ResultStore(out).read_scores(), want)
     s = res.summary
-    n_units = len({k[:2] for k in want})
+    n_units = len({k[:2] for k in want if k[0] != "inter_animal"})
     assert s["units_written"] == res.written_units == n_units
     assert s["rows_written"] == len(want) and s["models_scanned"] == 4
     assert s["max_concurrent_models"] == 2 and s["models_failed"] == 0

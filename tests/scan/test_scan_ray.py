@@ -48,7 +48,7 @@ def test_scan_on_ray_with_s3_data_and_results(ray_local, small, s3_bucket, tmp_p
                                  batch_size=8, **common))
     local = run_scan(ScanConfig(data=small, out=str(tmp_path / "r"), engine="local", **common))
     remote = pd.read_parquet(s3_bucket + "/results/scores/")
-    key = ["model", "layer", "region", "method", "metric"]
+    key = ["model", "layer", "region", "method", "metric", "split"]
     a = remote.sort_values(key).reset_index(drop=True)
     b = local.scores.sort_values(key).reset_index(drop=True)
     assert len(a) == len(b) == len(on_ray.scores)

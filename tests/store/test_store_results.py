@@ -74,6 +74,9 @@ def unit_frame(model: str, layer: str, values, *, unit_key: str,
         "best_layer": pd.Series([best_layer] * n, dtype=SCORE_DTYPES["best_layer"]),
         "k_units": pd.array([k_units] * n, dtype="Int64"),
         "domain": pd.Series([None] * n, dtype=SCORE_DTYPES["domain"]),
+        # the other optional columns, null (typed as the schema says)
+        **{c: pd.Series([None] * n, dtype=SCORE_DTYPES[c]) for c in OPTIONAL_COLUMNS
+           if c not in ("unit_key", "alpha", "alpha_median", "best_layer", "k_units", "domain")},
     }, columns=ALL_COLUMNS)
 
 

@@ -36,7 +36,7 @@ def cmd_scan(args) -> int:
     d = base.to_dict()
     # "is not None": 0 and '' are values to check, not "flag absent"
     for key in ("data", "out", "engine", "address", "batch_size", "num_actors",
-                "max_concurrent_models", "input_size"):
+                "max_concurrent_models", "input_size", "stimulus"):
         if getattr(args, key) is not None:
             d[key] = getattr(args, key)
     if args.models is not None:
@@ -84,7 +84,11 @@ def register(sub) -> None:
     s.add_argument("--num-actors", type=int)
     s.add_argument("--max-concurrent-models", type=int,
                    help="models extracted and scored at once (each its own Ray Data pipeline)")
-    s.add_argument("--input-size", type=int, help="override every model's input crop size")
+    s.add_argument("--input-size", type=int, help="override every model's input size")
+    s.add_argument("--stimulus", choices=["whole", "crop"],
+                   help="how stimuli are presented: 'whole' (default: the whole image resized "
+                        "to the model's input, as Brain-Score presents it) or 'crop' (the "
+                        "model's own evaluation transform: resize, center crop)")
     s.add_argument("--reduction", choices=["srp", "gap", "flatten"])
     s.add_argument("--k", type=int, help="SRP dimensions (default 4096)")
     s.add_argument("--methods", help="comma-separated: ridge_gcv,rsa")

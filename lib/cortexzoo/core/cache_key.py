@@ -16,7 +16,8 @@ import json
 import re
 from typing import Any
 
-__all__ = ["safe_key", "check_key", "features_key", "canonical_json"]
+__all__ = ["safe_key", "check_key", "features_key", "canonical_json", "model_id", "scan_key",
+           "unit_key"]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$")
 
@@ -79,3 +80,32 @@ def features_key(dataset_fingerprint: str, model_id: str, layer: str,
     """
     return safe_key(model_id, layer, canonical_json(reduction), canonical_json(preprocessing),
                     dataset_fingerprint, f"features-v{version}")
+
+
+def model_id(spec: str, weights_identity: str) -> str:
+    """A model as far as its numbers go: the spec (source, name, weights kind, seed) and
+    what identifies its weights' content (see :func:`cortexzoo.zoo.weights.weights_identity`:
+    a local file's digest, a download's URL or hub id, an offline package's version,
+    the version of the library that builds the architecture)."""
+    return f"{spec}|{weights_identity}"
+
+
+def scan_key(dataset_fingerprint: str, reduction: Any, scoring: Any, presentation: Any) -> str:
+    """Key of a scan configuration on a dataset; every unit key of the scan starts from it.
+
+    A scan's scores depend on: the dataset (its fingerprint: responses, tables, RDMs,
+    image entries and sizes); the reduction; the scoring settings with the scoring code's
+    version (methods, alphas, reliability splits and seed, the held-out halves' seed,
+    RSA comparison, dtype); and how stimuli are presented (stimulus mode "whole" or
+    "crop", an input-size override). The per-model preprocessing and weights are in the
+    unit keys. Results of different scan keys are never mixed in a leaderboard.
+    """
+    return safe_key("scan", canonical_json({"dataset": dataset_fingerprint, "reduction": reduction,
+                                            "scoring": scoring, "presentation": presentation}))
+
+
+def unit_key(scan: str, model: str, preprocessing: Any, layer: str) -> str:
+    """Key of one (model, layer) unit of a scan: the scan key, the model id (spec and
+    weights identity, :func:`model_id`), the model's preprocessing (input size, resize,
+    normalization, interpolation, stimulus mode) and the layer."""
+    return safe_key(scan, model, layer, canonical_json(preprocessing))

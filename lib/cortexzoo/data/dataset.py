@@ -26,7 +26,8 @@ import pandas as pd
 from PIL import Image
 
 from ..core.uri import normalize_uri
-from .folder import (DATASET_JSON, FILES, IMAGES_DIR, NEUROIDS, RDM_TABLE, RDMS, RESPONSES, STIMULI,
+from .folder import (DATASET_JSON, FILES, IMAGES_DIR, NEUROID_COLUMNS, NEUROIDS, RDM_TABLE, RDMS,
+                     RESPONSES, STIMULI,
                      escapes, image_sizes, is_absolute, join)
 from .errors import DatasetError, format_items
 from .validate import _check_images, _raise_problems, validate_dataset
@@ -169,6 +170,23 @@ class NeuralDataset:
                                f"regions: {format_items(sorted(set(regs)))}")
         return idx
 
+    def complete_neuroids(self, region: str) -> tuple[np.ndarray, np.ndarray]:
+        """(kept, dropped) column indices of `region`: a neuroid is kept when it has a
+        valid (non-NaN) repetition for every stimulus, so its mean response is a complete
+        mapping target. Validation rejects a region with no kept neuroid; a scan drops
+        the others with a warning."""
+        cols = self.region_index(region)
+        r = self._require_responses()[:, :, cols]
+        ok = (~np.isnan(r)).any(axis=1).all(axis=0)
+        return cols[ok], cols[~ok]
+
+    def published_reliability(self) -> np.ndarray | None:
+        """Per-neuroid reliabilities supplied by the dataset (the ``reliability`` column of
+        neuroids.parquet, as many papers publish them), or None."""
+        if "reliability" not in self.neuroids.columns:
+            return None
+        return pd.to_numeric(self.neuroids["reliability"], errors="coerce").to_numpy(np.float64)
+
     # ---- identity ----------------------------------------------------------------------
     def image_sizes(self) -> np.ndarray:
         """Size in bytes of each stimulus image, listed in bulk (-1 where the file is missing)."""
@@ -271,6 +289,11 @@ def _read_parquet(fs: fsspec.AbstractFileSystem, path: str) -> pd.DataFrame:
         raise DatasetError(f"cannot read {path!r} as a parquet table: {e}") from e
 
 
+def empty_neuroids() -> pd.DataFrame:
+    """The neuroid table of an RDM-only dataset: the required columns, no rows."""
+    return pd.DataFrame({c: pd.Series([], dtype=object) for c in NEUROID_COLUMNS})
+
+
 def _ids_as_str(df: pd.DataFrame, col: str) -> pd.DataFrame:
     """Store ids as strings (numbers are accepted and converted; nulls are left for validation)."""
     if col in df.columns and not df[col].isna().any():
@@ -302,7 +325,9 @@ def load_dataset(uri: str, validate: bool = True) -> NeuralDataset:
         present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
     except (FileNotFoundError, NotADirectoryError):
         raise DatasetError(f"dataset folder {uri!r} does not exist") from None
-    missing = [f for f in (DATASET_JSON, STIMULI, NEUROIDS) if f not in present]
+    # neuroids.parquet describes the responses' columns: an RDM-only folder needs none
+    need = (DATASET_JSON, STIMULI) + ((NEUROIDS,) if RESPONSES in present else ())
+    missing = [f for f in need if f not in present]
     if RESPONSES not in present and RDMS not in present:
         missing.append(f"{RESPONSES} (or {RDMS} with {RDM_TABLE})")
     if (RDMS in present) != (RDM_TABLE in present):
@@ -315,7 +340,8 @@ def load_dataset(uri: str, validate: bool = True) -> NeuralDataset:
     except (ValueError, UnicodeDecodeError) as e:
         raise DatasetError(f"{join(uri, DATASET_JSON)!r} is not valid JSON: {e}") from e
     stimuli = _ids_as_str(_read_parquet(fs, join(root, STIMULI)), "stimulus_id")
-    neuroids = _ids_as_str(_read_parquet(fs, join(root, NEUROIDS)), "neuroid_id")
+    neuroids = (_ids_as_str(_read_parquet(fs, join(root, NEUROIDS)), "neuroid_id")
+                if NEUROIDS in present else empty_neuroids())
     responses = _read_npy(fs, join(root, RESPONSES)) if RESPONSES in present else None
     rdms = rdm_table = None
     if RDMS in present:
@@ -342,7 +368,7 @@ def write_dataset(
     *,
     meta: dict,
     stimuli: pd.DataFrame,
-    neuroids: pd.DataFrame,
+    neuroids: pd.DataFrame | None,
     responses: np.ndarray | None,
     images: Mapping[str, ImageLike] | None = None,
     rdms: np.ndarray | None = None,
@@ -377,7 +403,8 @@ def write_dataset(
     uri = normalize_uri(uri)
     fs, root = fsspec.core.url_to_fs(uri)
     stimuli = _ids_as_str(pd.DataFrame(stimuli).reset_index(drop=True), "stimulus_id")
-    neuroids = _ids_as_str(pd.DataFrame(neuroids).reset_index(drop=True), "neuroid_id")
+    neuroids = (empty_neuroids() if neuroids is None else
+                _ids_as_str(pd.DataFrame(neuroids).reset_index(drop=True), "neuroid_id"))
     if rdm_table is not None:
         rdm_table = _ids_as_str(pd.DataFrame(rdm_table).reset_index(drop=True), "rdm_id")
     images = dict(images or {})
@@ -434,7 +461,9 @@ def write_dataset(
         df.to_parquet(buf, index=False)
         return buf.getvalue()
 
-    files = {STIMULI: parquet(stimuli), NEUROIDS: parquet(neuroids)}
+    files = {STIMULI: parquet(stimuli)}
+    if responses is not None or len(neuroids):
+        files[NEUROIDS] = parquet(neuroids)
     if responses is not None:
         files[RESPONSES] = npy(responses)
     if rdms is not None:

@@ -127,18 +127,46 @@ def resize_center_crop(img: Image.Image, resize_size: int, input_size: int,
     return np.array(img.crop((left, top, left + s, top + s)), dtype=np.uint8)
 
 
-def read_and_crop(uris: Sequence[str], geometry: dict) -> np.ndarray:
-    """Read, decode and resize/crop images: uint8 [n, S, S, 3] in the order of ``uris``.
+def resize_whole(img: Image.Image, input_size: int, interpolation: str = "bilinear") -> np.ndarray:
+    """The whole image resized to ``input_size`` x ``input_size`` (PIL's antialiased
+    filters), as Brain-Score presents stimuli: nothing is cropped; a non-square image is
+    stretched to the square input. Returns uint8 [input_size, input_size, 3]."""
+    if interpolation not in _PIL_FILTERS:
+        raise ValueError(f"interpolation {interpolation!r} not in {sorted(_PIL_FILTERS)}")
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    s = int(input_size)
+    if img.size != (s, s):
+        img = img.resize((s, s), _PIL_FILTERS[interpolation])
+    return np.array(img, dtype=np.uint8)
 
-    ``geometry`` holds ``resize_size``, ``input_size`` and ``interpolation``; a plain
-    dict so that decode workers never import torch or the model zoo.
+
+def present(img: Image.Image, geometry: dict) -> np.ndarray:
+    """One decoded image as the model sees it, in 8 bits: ``geometry["mode"]`` "whole"
+    (:func:`resize_whole`) or "crop" (:func:`resize_center_crop`, the model's own
+    evaluation transform)."""
+    s = int(geometry["input_size"])
+    interp = geometry.get("interpolation", "bilinear")
+    mode = geometry.get("mode", "crop")
+    if mode == "whole":
+        return resize_whole(img, s, interp)
+    if mode == "crop":
+        return resize_center_crop(img, int(geometry["resize_size"]), s, interp)
+    raise ValueError(f"stimulus mode {mode!r} is not 'whole' or 'crop'")
+
+
+def read_and_crop(uris: Sequence[str], geometry: dict) -> np.ndarray:
+    """Read, decode and present images (:func:`present`): uint8 [n, S, S, 3] in the order
+    of ``uris``.
+
+    ``geometry`` holds ``mode``, ``resize_size``, ``input_size`` and ``interpolation``; a
+    plain dict so that decode workers never import torch or the model zoo.
     """
     uris = list(uris)
     s = int(geometry["input_size"])
     out = np.empty((len(uris), s, s, 3), dtype=np.uint8)
     for i, (blob, uri) in enumerate(zip(read_images(uris), uris)):
-        out[i] = resize_center_crop(decode_image(blob, uri), int(geometry["resize_size"]), s,
-                                    geometry.get("interpolation", "bilinear"))
+        out[i] = present(decode_image(blob, uri), geometry)
     return out
 
 

@@ -155,6 +155,23 @@ def _check_responses(ds: NeuralDataset, tables_ok: bool, problems: list[str]) ->
         bad = stim_ids[all_nan_stim].tolist()
         problems.append(f"{len(bad)} stimulus(es) have no valid response for any neuroid or "
                         f"repetition (all NaN; drop them): {format_items(bad)}")
+    if "reliability" in ds.neuroids.columns:
+        rel = pd.to_numeric(ds.neuroids["reliability"], errors="coerce")
+        bad = neu_ids[(rel.isna() & ds.neuroids["reliability"].notna()).to_numpy()
+                      | (rel > 1).to_numpy()].tolist()
+        if bad:
+            problems.append(f"neuroids.parquet: column 'reliability' must hold numbers <= 1 "
+                            f"(NaN where unknown); bad for {len(bad)} neuroid(s): "
+                            f"{format_items(bad)}")
+    if not (all_nan_neu.any() or all_nan_stim.any()) and "region" in ds.neuroids:
+        # a region is scored on the neuroids with a response to every stimulus: one
+        # without any such neuroid cannot be scored (the scan would refuse it)
+        complete = (~nan).any(axis=1).all(axis=0)
+        regions = ds.neuroids["region"].astype(str).to_numpy()
+        empty = sorted({r for r in set(regions) if not complete[regions == r].any()})
+        if empty:
+            problems.append(f"{len(empty)} region(s) have no neuroid with a response to every "
+                            f"stimulus, so nothing to score: {format_items(empty)}")
     if not (all_nan_neu.any() or all_nan_stim.any()):
         empty_cells = nan.all(axis=1)
         n_empty = int(empty_cells.sum())

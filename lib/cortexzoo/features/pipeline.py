@@ -47,7 +47,7 @@ class _ModelActor:
     """Ray Data actor: loads the model once, reduces every requested layer per batch."""
 
     def __init__(self, spec: str, layers: list[str], reduction: ReductionConfig,
-                 threads: int = 1, cache_bytes: int = 256 << 20):
+                 threads: int = 1, cache_bytes: int = 256 << 20, preprocess=None):
         import torch
 
         from ..zoo import load_model
@@ -55,7 +55,8 @@ class _ModelActor:
         torch.set_num_threads(max(1, threads))
         device = "cuda" if torch.cuda.is_available() else "cpu"
         model = load_model(spec, device=device)
-        self.preprocess, self.device = model.preprocess, device
+        # the driver's description: decoding and normalization from one config
+        self.preprocess, self.device = preprocess or model.preprocess, device
         self.extractor = FeatureExtractor(model, layers, reduction, device=device,
                                           cache_bytes=cache_bytes)
         self.layers = layers
@@ -159,7 +160,8 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     ds = ds.map_batches(
         _ModelActor,
         fn_constructor_kwargs={"spec": str(model.spec), "layers": layers,
-                               "reduction": reduction, "threads": plan["threads"]},
+                               "reduction": reduction, "threads": plan["threads"],
+                               "preprocess": model.preprocess},
         batch_size=batch_size,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan["n"]),
         num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"], runtime_env=runtime_env)

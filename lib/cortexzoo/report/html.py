@@ -20,14 +20,15 @@ import pandas as pd
 
 from .plots import plot_depth
 from .query import query_scores
-from .tables import leaderboard
+from .tables import leaderboard, scan_label, with_scan
 
 __all__ = ["paired_stats", "rank_agreement", "plot_ranking", "plot_trained_vs_random",
            "plot_rank_agreement", "render_html_report", "write_html_report"]
 
 #: Columns the report reads (everything else in the scores dataset stays on disk).
-REPORT_COLUMNS = ["region", "model", "source", "weights", "layer", "relative_depth", "method",
-                  "metric", "value", "ceiling", "ceiled_value", "n_neuroids"]
+REPORT_COLUMNS = ["run_id", "dataset", "scan_key", "region", "model", "source", "weights", "layer",
+                  "relative_depth", "method", "metric", "split", "value", "ceiling",
+                  "ceiled_value", "n_neuroids", "ci_low", "ci_high", "k_units"]
 _MEASURES = (("score", "overall (mean of ridge and RSA)"), ("ridge", "ridge (best layer)"),
              ("rsa", "RSA (best layer)"))
 _WEIGHT_COLORS = {"trained": "#d62728", "random": "#1f77b4"}   # red / blue as in Fig. 8
@@ -285,37 +286,82 @@ def _img(png: bytes, alt: str, fig_id: str) -> str:
     return f'<img id="{_e(fig_id)}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def render_html_report(scores: pd.DataFrame, title: str = "cortexzoo report") -> str:
-    """The report for a scores table (the columns of :data:`REPORT_COLUMNS` suffice)."""
+def _scan_section(scores: pd.DataFrame, suffix: str, neuroid_rows: pd.DataFrame | None) -> list[str]:
+    """The sections of one dataset and scan configuration."""
     board = leaderboard(scores)
-    parts = [f"<h1>{_e(title)}</h1>",
-             f'<p class="note">{_e(len(scores))} score rows, {_e(board["model"].nunique())} models, '
-             f'{_e(board["region"].nunique())} regions; generated '
-             f'{_e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}. Scores are the best '
-             'layer per model (ceiled where a ceiling exists); overall = mean of ridge and RSA.</p>']
-    parts.append("<h2>Leaderboards</h2>")
+    parts = ["<h3>Leaderboards</h3>",
+             '<p class="note">Each model\'s layer is chosen on one seeded half of the stimuli '
+             'and scored on the other (and the reverse, averaged); the in-sample max over layers '
+             'is shown beside it (<code>*_insample</code>), never ranked on. Ceiled where the '
+             'region has a ceiling (<code>*_scale</code>); overall = mean of ridge and RSA.</p>']
     if board.empty:
         parts.append("<p>(no scores)</p>")
     for region, g in board.groupby("region", sort=True):
-        parts.append(f'<h3 id="board-{_e(region)}">{_e(region)}</h3>')
-        parts.append(_table(g.drop(columns=["region"]), "leaderboard"))
-    if len(scores):
-        parts.append("<h2>Ranking across architectures</h2>")
-        parts.append('<p class="note">Sorted by the trained variant (red); random initialization '
-                     'in blue, overlaid; error bars: 95% bootstrap CI across regions.</p>')
-        parts.append(_img(plot_ranking(board), "ranking of models, trained vs random", "fig-ranking"))
-        parts.append("<h2>Score by relative depth</h2>")
-        parts.append(_img(plot_depth(scores), "score by relative layer depth", "fig-depth"))
-        parts.append("<h2>Trained vs random</h2>")
-        parts.append('<p class="note">Paired over architectures with both variants '
-                     '(trained minus random); Hedges\' g is g_av, bias-corrected.</p>')
-        parts.append(_img(plot_trained_vs_random(board), "trained vs random per architecture",
-                          "fig-trained-random"))
-        parts.append(_table(paired_stats(board), "stats"))
-        parts.append("<h2>Ridge vs RSA rank agreement</h2>")
-        parts.append(_img(plot_rank_agreement(board), "model ranks by ridge vs RSA",
-                          "fig-rank-agreement"))
-        parts.append(_table(rank_agreement(board), "stats"))
+        parts.append(f'<h4 id="board{_e(suffix)}-{_e(region)}">{_e(region)}</h4>')
+        parts.append(_table(g.drop(columns=["region", "dataset", "scan"]), "leaderboard"))
+    ia = scores[scores["method"] == "inter_animal"] if "method" in scores else scores.iloc[:0]
+    if len(ia):
+        parts.append("<h4>Inter-animal ceiling</h4>")
+        parts.append('<p class="note">Each neuroid predicted from the same region\'s neuroids '
+                     'of every other subject with the scan\'s ridge; mean r with a 95% '
+                     'bootstrap interval over neuroids.</p>')
+        cols = [c for c in ("region", "value", "ci_low", "ci_high", "n_neuroids", "k_units")
+                if c in ia.columns]
+        parts.append(_table(ia[cols].rename(columns={"value": "mean_r", "k_units": "subjects"}),
+                            "stats"))
+    if board.empty:
+        return parts
+    parts.append("<h3>Ranking across architectures</h3>")
+    parts.append('<p class="note">Sorted by the trained variant (red); random initialization '
+                 'in blue, overlaid; error bars: 95% bootstrap CI across regions.</p>')
+    parts.append(_img(plot_ranking(board), "ranking of models, trained vs random", f"fig-ranking{suffix}"))
+    parts.append("<h3>Score by relative depth</h3>")
+    parts.append(_img(plot_depth(scores), "score by relative layer depth", f"fig-depth{suffix}"))
+    parts.append("<h3>Trained vs random</h3>")
+    parts.append('<p class="note">Paired over architectures with both variants '
+                 '(trained minus random); Hedges\' g is g_av, bias-corrected.</p>')
+    parts.append(_img(plot_trained_vs_random(board), "trained vs random per architecture",
+                      f"fig-trained-random{suffix}"))
+    parts.append(_table(paired_stats(board), "stats"))
+    if neuroid_rows is not None and len(neuroid_rows):
+        from .neuroids import trained_vs_random_neuroids
+
+        comp = trained_vs_random_neuroids(scores, neuroid_rows)
+        if len(comp):
+            parts.append("<h3>Trained vs random, neuroid by neuroid</h3>")
+            parts.append('<p class="note">Per region and architecture: the fraction of neuroids '
+                         'whose ridge r at the trained network\'s best layer exceeds the random '
+                         'network\'s (ties count one half), and a paired t-test over neuroids.</p>')
+            parts.append(_table(comp.drop(columns=["dataset", "scan"]), "stats"))
+    parts.append("<h3>Ridge vs RSA rank agreement</h3>")
+    parts.append(_img(plot_rank_agreement(board), "model ranks by ridge vs RSA",
+                      f"fig-rank-agreement{suffix}"))
+    parts.append(_table(rank_agreement(board), "stats"))
+    return parts
+
+
+def render_html_report(scores: pd.DataFrame, title: str = "cortexzoo report",
+                       neuroid_rows: pd.DataFrame | None = None,
+                       extra_sections: list[str] | None = None) -> str:
+    """The report for a scores table (the columns of :data:`REPORT_COLUMNS` suffice): a
+    section per dataset and scan configuration, never mixing them. ``neuroid_rows``:
+    per-neuroid ridge r (``ResultStore.read_neuroid_scores``), for the neuroid-by-neuroid
+    comparison; ``extra_sections``: more HTML (e.g. probes) appended at the end."""
+    scored = with_scan(scores) if len(scores) else scores.assign(scan=pd.Series(dtype=str))
+    groups = list(scored.groupby(["dataset", "scan"], sort=True)) if len(scored) else []
+    n_models = scored["model"].nunique() if len(scored) else 0
+    parts = [f"<h1>{_e(title)}</h1>",
+             f'<p class="note">{_e(len(scores))} score rows, {_e(n_models)} models, '
+             f'{_e(len(groups))} dataset/scan configuration(s); generated '
+             f'{_e(datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}.</p>']
+    if not groups:
+        parts.append("<h2>Leaderboards</h2><p>(no scores)</p>")
+    for (ds, scan), g in groups:
+        label = scan_label(ds, scan)
+        suffix = "" if len(groups) == 1 else f"-{label}"
+        parts.append(f'<h2 id="scan{_e(suffix)}">Dataset {_e(ds)} (scan {_e(label)})</h2>')
+        parts += _scan_section(g.drop(columns=["scan"]), suffix, neuroid_rows)
+    parts += list(extra_sections or [])
     body = "\n".join(parts)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_e(_CSP)}\">"
@@ -338,7 +384,9 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
     from ..store import ResultStore
 
     scores = query_scores(uri, columns=REPORT_COLUMNS, **storage_options)
-    text = render_html_report(scores, title=f"cortexzoo report: {uri}")
+    store = ResultStore(uri, **storage_options)
+    neuroid_rows = store.read_neuroid_scores(filters=[("metric", "==", "pearson_r")])
+    text = render_html_report(scores, title=f"cortexzoo report: {uri}", neuroid_rows=neuroid_rows)
     data = text.encode("utf-8")
     if out_path is not None:
         out_path = os.fspath(out_path)

@@ -5,7 +5,7 @@ import io
 
 import pandas as pd
 
-from .tables import headline
+from .tables import HALVES, headline
 
 
 def _base_name(model: str) -> str:
@@ -17,7 +17,8 @@ def plot_depth(scores: pd.DataFrame, methods: tuple[str, ...] = ("ridge_gcv", "r
     """Score vs relative depth per model: one row of panels per method, one column per
     region; trained solid, random dashed, one colour per architecture (Fig. 1 of paper
     000); single-layer baselines as dotted horizontal lines. Returns PNG bytes (and
-    writes them to ``path`` when given)."""
+    writes them to ``path`` when given). ``scores`` should hold one dataset and scan
+    configuration (see :func:`cortexzoo.report.with_scan`)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +32,8 @@ def plot_depth(scores: pd.DataFrame, methods: tuple[str, ...] = ("ridge_gcv", "r
     colors = {a: plt.cm.tab10(i % 10) for i, a in enumerate(archs)}
     for row, method in enumerate(methods):
         metric = headline(scores, method)
-        df = scores[(scores["method"] == method) & (scores["metric"] == metric)]
+        df = scores[(scores["method"] == method) & (scores["metric"] == metric)
+                    & ~scores.get("split", pd.Series("loo", index=scores.index)).isin(HALVES)]
         use = "ceiled_value" if df["ceiled_value"].notna().any() else "value"
         for ax, region in zip(axes[row], regions):
             sub = df[df["region"] == region]

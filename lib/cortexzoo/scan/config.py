@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from ..core.config import config_from_mapping, read_yaml_mapping
 from ..features.reduce import ReductionConfig
+from ..zoo.preprocess import STIMULUS_MODES
 from .scoring import ScoringConfig
 
 __all__ = ["EMBEDDED", "ScanConfig", "default_models", "resolve_data"]
@@ -46,12 +47,14 @@ class ScanConfig:
     address: str | None = None
     batch_size: int = 16
     num_actors: int | None = None
-    input_size: int | None = None  # override every model's crop size (keeps resize/crop ratio)
+    input_size: int | None = None  # override every model's input size (keeps resize/crop ratio)
+    stimulus: str = "whole"  # "whole": the whole image resized to the input; "crop": eval transform
     cache_features: bool = True
     progress: bool = True
     plot: bool = True
     run_id: str | None = None
     max_concurrent_models: int = 1  # models extracted and scored at once (driver threads)
+    compact: bool = True  # at the end, move the run's unit files into a few large files
 
     def __post_init__(self):
         if self.engine not in ("ray", "local"):
@@ -60,6 +63,8 @@ class ScanConfig:
                 or self.max_concurrent_models < 1):
             raise ValueError("max_concurrent_models must be an integer >= 1, got "
                              f"{self.max_concurrent_models!r}")
+        if self.stimulus not in STIMULUS_MODES:
+            raise ValueError(f"stimulus must be one of {STIMULUS_MODES}, got {self.stimulus!r}")
         for key in ("batch_size", "num_actors", "input_size"):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

@@ -15,7 +15,7 @@ import numpy as np
 
 log = logging.getLogger("cortexzoo")
 
-EMBEDDED_VERSION = "v3"  # v3: planted through the 8-bit decode path
+EMBEDDED_VERSION = "v4"  # v4: stimuli presented whole, the offline weights' own normalization
 EMBEDDED = dict(model="timm:tf_efficientnet_lite0@trained", layer=None, n_stimuli=200,
                 image_size=96, n_neuroids=40, n_reps=4, seed=0)
 _PLANT_SEED_OFFSET = 7919
@@ -26,13 +26,13 @@ def pick_middle_layer(model) -> str:
 
 
 def crop_arrays(pre, images) -> "object":
-    """uint8 image arrays -> the model input, by the scan's own decode path."""
+    """uint8 image arrays -> the model input, by the scan's own decode path (presented
+    as ``pre.mode`` says)."""
     from PIL import Image
 
-    from ..data.images import resize_center_crop
+    from ..data.images import present
 
-    crops = np.stack([resize_center_crop(Image.fromarray(np.asarray(im, dtype=np.uint8)),
-                                         pre.resize_size, pre.input_size, pre.interpolation)
+    crops = np.stack([present(Image.fromarray(np.asarray(im, dtype=np.uint8)), pre.geometry())
                       for im in images])
     return pre.normalize_uint8(crops)
 
@@ -64,13 +64,14 @@ def planted_features(model, layer: str, images: np.ndarray, seed: int, batch_siz
 def make_planted_dataset(uri: str, model: str = EMBEDDED["model"], layer: str | None = None,
                          n_stimuli: int = 200, image_size: int = 96, n_neuroids: int = 40,
                          n_reps: int = 4, seed: int = 0, mean_rate: float = 8.0,
-                         input_size: int | None = None, n_pcs: int | None = 10) -> str:
+                         input_size: int | None = None, n_pcs: int | None = 10,
+                         stimulus: str = "whole") -> str:
     """Write a dataset folder whose neuroids are noisy (Poisson, with repetitions)
     functions of ``layer`` of ``model``; ``dataset.json`` records the truth."""
     from ..data.synthetic import make_images, planted_dataset
     from ..zoo import load_model
 
-    loaded = load_model(model, input_size=input_size)
+    loaded = load_model(model, input_size=input_size, stimulus=stimulus)
     layer = layer or pick_middle_layer(loaded)
     if layer not in loaded.relative_depth:
         raise ValueError(f"{model}: no layer {layer!r}; available: {loaded.layers}")
@@ -79,7 +80,7 @@ def make_planted_dataset(uri: str, model: str = EMBEDDED["model"], layer: str | 
     truth = {"model": str(loaded.spec), "layer": layer,
              "relative_depth": float(loaded.relative_depth[layer]), "seed": seed,
              "n_reps": n_reps, "mean_rate": mean_rate, "input_size": input_size,
-             "n_pcs": n_pcs}
+             "n_pcs": n_pcs, "preprocessing": loaded.preprocess.to_dict()}
     return planted_dataset(uri, images, feats, n_neuroids=n_neuroids, n_reps=n_reps, seed=seed,
                            mean_rate=mean_rate,
                            meta_extra={"name": f"planted-{loaded.spec.key}-{seed}",

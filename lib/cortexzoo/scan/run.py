@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import socket
 import time
@@ -31,11 +30,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from ..core import cache_key
 from ..core.progress import Progress
 from ..data import load_dataset
 from ..features.cache import FeatureCache
 from ..store import (ResultStore, StoreAccessError, StoreNotFoundError, StoreUnavailableError,
-                     join, package_versions, safe_key)
+                     join, make_score_rows, package_versions, safe_key)
 from ..zoo import parse_spec
 from .config import ScanConfig, default_models, resolve_data
 from .model import ModelOutcome, scan_model
@@ -57,9 +57,28 @@ class ScanResult:
 
 
 def _scan_key(fingerprint: str, cfg: ScanConfig) -> str:
-    parts = {"dataset": fingerprint, "reduction": dataclasses.asdict(cfg.reduction),
-             "scoring": cfg.scoring.key_parts(), "input_size": cfg.input_size}
-    return safe_key("scan", json.dumps(parts, sort_keys=True, default=str))
+    return cache_key.scan_key(fingerprint, dataclasses.asdict(cfg.reduction),
+                              cfg.scoring.key_parts(),
+                              {"stimulus": cfg.stimulus, "input_size": cfg.input_size})
+
+
+def _inter_animal(targets: DatasetTargets, cfg: ScanConfig, store: ResultStore, dataset,
+                  scan_key: str, run_id: str, done: set) -> tuple[list[str], int]:
+    """The inter-animal ceiling rows of this scan, as one unit (written once); returns
+    (its unit key, rows written now)."""
+    key = safe_key(scan_key, "inter_animal")
+    if key in done or not cfg.scoring.inter_animal or targets.Y is None:
+        return [key], 0
+    rows = targets.inter_animal_rows(cfg.scoring)
+    if not rows:
+        return [], 0
+    common = dict(run_id=run_id, dataset=dataset.name, model="inter_animal", source="ceiling",
+                  weights="none", layer="", relative_depth=float("nan"), reduction="none",
+                  seed=cfg.scoring.seed, n_stimuli=dataset.n_stimuli, scan_key=scan_key,
+                  stimulus=cfg.stimulus, unit_key=key)
+    table = make_score_rows(common, rows)
+    store.write_scores(table, key)
+    return [key], len(table)
 
 
 #: Store errors that retrying cannot fix: the scan stops (units written so far are kept).
@@ -102,7 +121,10 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
              len(names), dataset.name, dataset.n_stimuli, dataset.n_neuroids, concurrent, cfg.out)
 
     targets = DatasetTargets.from_dataset(dataset, cfg.scoring)
+    manifest.update(targets.manifest(dataset.stimuli["stimulus_id"]))
+    store.write_manifest(run_id, manifest)
     done = store.completed_units()
+    own_units, ia_rows = _inter_animal(targets, cfg, store, dataset, scan_key, run_id, done)
     cache = FeatureCache(store, dataset.stimulus_fingerprint(), dataset.n_stimuli)
     num_actors = actors_per_model(cfg, concurrent)
     outcomes: dict[str, ModelOutcome] = {}
@@ -128,20 +150,26 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
         else:
             _run_concurrently(names, one, concurrent, outcomes, failures, bar)
 
-    scores = store.read_scores()
-    scores = scores[scores["scan_key"] == scan_key] if "scan_key" in scores else scores
-    from ..report import leaderboard, plot_depth
+    for o in outcomes.values():
+        own_units += o.units
+    if cfg.compact:
+        store.compact(units=own_units, run_id=run_id)  # a few large files per run
+    scores = store.read_scores(filters=[("scan_key", "==", scan_key)])
+    scores = scores[scores["unit_key"].isin(set(own_units))].reset_index(drop=True)
+    from ..report import leaderboard, plot_depth, scan_label
 
     board = leaderboard(scores)
     plot_path = None
     if cfg.plot and len(scores):
-        store.put_bytes("plots/depth.png", plot_depth(scores))
-        plot_path = join(cfg.out, "plots/depth.png")
+        label = scan_label(dataset.name, scan_key)
+        store.put_bytes(f"plots/{label}/depth.png", plot_depth(scores))
+        plot_path = join(cfg.out, f"plots/{label}/depth.png")
         board.to_csv(buf := io.StringIO(), index=False)
-        store.put_bytes("leaderboard.csv", buf.getvalue().encode())
+        store.put_bytes(f"leaderboards/{label}.csv", buf.getvalue().encode())
     written = sum(o.written for o in outcomes.values())
     skipped = sum(o.skipped for o in outcomes.values())
     summary = _summary(t0, specs, outcomes, failures, concurrent, store)
+    summary["rows_written"] += ia_rows  # the inter-animal ceiling's rows
     manifest.update(finished_at=pd.Timestamp.now("UTC").isoformat(), seconds=summary["seconds"],
                     written_units=written, skipped_units=skipped, failures=failures,
                     summary=summary)

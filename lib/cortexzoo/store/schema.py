@@ -39,6 +39,7 @@ from .errors import ScoreSchemaError
 from .provenance import code_version
 
 __all__ = ["SCORE_COLUMNS", "OPTIONAL_COLUMNS", "COLUMN_KINDS", "SCORE_DTYPES",
+           "NEUROID_COLUMNS", "neuroid_table",
            "validate_scores", "empty_scores", "make_score_rows", "canonical_dtypes",
            "scores_to_parquet_bytes"]
 
@@ -54,16 +55,18 @@ SCORE_COLUMNS: list[str] = [
 
 #: Method-specific columns; always present in files (null where unused).
 OPTIONAL_COLUMNS: list[str] = [
-    "unit_key", "alpha", "alpha_median", "best_layer", "k_units", "domain",
+    "unit_key", "scan_key", "alpha", "alpha_median", "best_layer", "k_units", "domain",
+    "stimulus", "preprocessing", "ceiling_source", "ci_low", "ci_high", "weights_id",
 ]
 
 #: Kind of each known column: str, float, int (no nulls), Int (nullable int), timestamp.
 COLUMN_KINDS: dict[str, str] = {
     **{c: "str" for c in ("run_id", "dataset", "region", "model", "source", "weights",
                           "layer", "reduction", "method", "metric", "split",
-                          "code_version", "unit_key", "best_layer", "domain")},
+                          "code_version", "unit_key", "scan_key", "best_layer", "domain",
+                          "stimulus", "preprocessing", "ceiling_source", "weights_id")},
     **{c: "float" for c in ("relative_depth", "value", "ceiling", "ceiled_value",
-                            "alpha", "alpha_median")},
+                            "alpha", "alpha_median", "ci_low", "ci_high")},
     **{c: "int" for c in ("n_neuroids", "n_stimuli", "seed")},
     "k_units": "Int",
     "created_at": "timestamp",
@@ -296,3 +299,41 @@ def make_score_rows(common: Mapping[str, Any], rows: Sequence[Mapping[str, Any]]
     return validate_scores(df)
 
 
+
+
+# --------------------------------------------------------------- per-neuroid scores
+
+#: Columns of ``neuroid_scores/``: one row per (model, layer, neuroid, metric). Strings
+#: are dictionary-encoded (categoricals in pandas) and values float32: the curated zoo on
+#: 1000 neuroids is about 200 M rows.
+NEUROID_COLUMNS: dict[str, Any] = {
+    **{c: pa.dictionary(pa.int32(), pa.string()) for c in
+       ("run_id", "dataset", "scan_key", "unit_key", "model", "layer", "region", "neuroid_id",
+        "subject", "metric")},
+    "value": pa.float32(),
+    "ceiling": pa.float32(),
+}
+
+
+def neuroid_table(df: pd.DataFrame) -> pa.Table:
+    """A per-neuroid table in the stored schema; raises ScoreSchemaError naming what is
+    missing or not storable."""
+    missing = [c for c in NEUROID_COLUMNS if c not in df.columns]
+    if missing:
+        raise ScoreSchemaError(f"invalid per-neuroid table: missing columns {missing}")
+    arrays = []
+    for c, typ in NEUROID_COLUMNS.items():
+        col = df[c]
+        try:
+            if pa.types.is_dictionary(typ):
+                if col.isna().any():
+                    raise ScoreSchemaError(f"invalid per-neuroid table: column {c!r} has nulls")
+                arrays.append(pa.array(col.astype(str).to_numpy(dtype=object)).dictionary_encode()
+                              .cast(typ))
+            else:
+                arrays.append(pa.array(pd.to_numeric(col).to_numpy(np.float32), type=typ))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, TypeError) as exc:
+            if isinstance(exc, ScoreSchemaError):
+                raise
+            raise ScoreSchemaError(f"invalid per-neuroid table: column {c!r}: {exc}") from exc
+    return pa.Table.from_arrays(arrays, schema=pa.schema(list(NEUROID_COLUMNS.items())))

@@ -18,6 +18,10 @@ import numpy as np
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 INTERPOLATIONS: tuple[str, ...] = ("bilinear", "bicubic", "nearest")
+#: How a stimulus becomes the model's input: "whole" resizes the whole image to the input
+#: size (Brain-Score's presentation: the animal saw all of it); "crop" is the model's own
+#: evaluation transform (shorter side to ``resize_size``, center crop ``input_size``).
+STIMULUS_MODES: tuple[str, ...] = ("whole", "crop")
 
 
 class PreprocessError(ValueError):
@@ -37,6 +41,11 @@ class PreprocessConfig:
     mean, std : tuple of 3 floats
         Per-channel normalization applied after scaling to [0, 1].
     interpolation : {"bilinear", "bicubic", "nearest"}
+    mode : {"crop", "whole"}
+        "crop": resize the shorter side to ``resize_size`` and center-crop ``input_size``
+        (the ImageNet evaluation transform); "whole": resize the whole image to
+        ``input_size`` x ``input_size`` (``resize_size`` unused). Scans present stimuli
+        whole by default (see :data:`STIMULUS_MODES`).
     """
 
     input_size: int
@@ -44,8 +53,11 @@ class PreprocessConfig:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
+    mode: str = "crop"
 
     def __post_init__(self) -> None:
+        if self.mode not in STIMULUS_MODES:
+            raise PreprocessError(f"stimulus mode {self.mode!r} not in {STIMULUS_MODES}")
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
         if int(self.input_size) <= 0 or int(self.resize_size) <= 0:
@@ -94,7 +106,7 @@ class PreprocessConfig:
     def geometry(self) -> dict[str, Any]:
         """Resize/crop settings as a plain dict (for decode workers without torch)."""
         return {"input_size": self.input_size, "resize_size": self.resize_size,
-                "interpolation": self.interpolation}
+                "interpolation": self.interpolation, "mode": self.mode}
 
     def normalize_uint8(self, x: Any, device: Any = "cpu") -> "Any":
         """uint8 crops [b, S, S, 3] (from ``cortexzoo.data.images.read_and_crop``) ->
@@ -122,6 +134,19 @@ class PreprocessConfig:
         import torch.nn.functional as F
 
         b, c, h, w = x.shape
+        if self.mode == "whole":
+            s = self.input_size
+            if (h, w) != (s, s):
+                if self.interpolation == "nearest":
+                    x = F.interpolate(x, size=(s, s), mode="nearest-exact")
+                else:
+                    x = F.interpolate(x, size=(s, s), mode=self.interpolation,
+                                      align_corners=False, antialias=True)
+            if self.interpolation == "bicubic":
+                x = x.clamp(0.0, 1.0)
+            mean = torch.tensor(self.mean, dtype=x.dtype).view(1, 3, 1, 1)
+            std = torch.tensor(self.std, dtype=x.dtype).view(1, 3, 1, 1)
+            return ((x - mean) / std).contiguous()
         short, long = (h, w) if h <= w else (w, h)
         if short != self.resize_size:
             # torchvision's convention: the long side is truncated, not rounded.

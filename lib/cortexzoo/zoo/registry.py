@@ -8,6 +8,7 @@ zoo is in :mod:`cortexzoo.zoo.curated`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import fnmatch
 import os
 import warnings
@@ -34,6 +35,8 @@ from cortexzoo.zoo.preprocess import (
 )
 from cortexzoo.zoo.spec import ModelSpec, parse_spec, timm_names, torchvision_names
 from cortexzoo.zoo.weights import WeightsFileError, WeightsUnavailableError
+
+log = logging.getLogger("cortexzoo")
 
 
 @dataclass
@@ -196,6 +199,19 @@ def _build_timm(spec: ModelSpec) -> nn.Module:
 
 
 def _preprocess_for(spec: ModelSpec, module: nn.Module | None = None) -> PreprocessConfig:
+    """The preprocessing of the weights ``spec`` loads: offline weights carry their own,
+    a local file its ``.preprocess.json`` sidecar; otherwise the source's record of its
+    trained weights (torchvision's weights transforms, timm's pretrained config), which
+    for random weights is the architecture's default."""
+    if spec.weights == "file":
+        side = W.sidecar_preprocess(str(spec.weights_file))
+        if side is not None:
+            return side
+        log.warning("%s: no preprocessing recorded beside the weights file (write %s); using "
+                    "the architecture's default", spec, f"{spec.weights_file}.preprocess.json")
+    offline = W.offline_weights(spec)
+    if offline is not None:
+        return offline.preprocess
     if spec.source == "torchvision":
         return torchvision_config(spec.name)
     if spec.source == "timm":
@@ -365,17 +381,22 @@ def _disable_inplace(module: nn.Module) -> None:
             m.inplace = False
 
 
-def at_input_size(model: LoadedModel, input_size: int | None) -> LoadedModel:
-    """``model`` fed at another input side (the same resize/crop ratio); None keeps it."""
+def at_input_size(model: LoadedModel, input_size: int | None,
+                  stimulus: str | None = None) -> LoadedModel:
+    """``model`` fed at another input side (the same resize/crop ratio; None keeps it),
+    with stimuli presented ``stimulus`` ("whole" or "crop"; None keeps it)."""
+    pre = model.preprocess
     if input_size:
-        pre = model.preprocess
         resize = max(input_size, round(input_size * pre.resize_size / pre.input_size))
-        model.preprocess = dataclasses.replace(pre, input_size=input_size, resize_size=resize)
+        pre = dataclasses.replace(pre, input_size=input_size, resize_size=resize)
+    if stimulus is not None:
+        pre = dataclasses.replace(pre, mode=stimulus)
+    model.preprocess = pre
     return model
 
 
 def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu",
-               input_size: int | None = None) -> LoadedModel:
+               input_size: int | None = None, stimulus: str | None = None) -> LoadedModel:
     """Build the model named by ``spec`` on ``device`` (fed at ``input_size`` when given,
     see :func:`at_input_size`).
 
@@ -411,10 +432,11 @@ def load_model(spec: "str | ModelSpec", device: "str | torch.device" = "cpu",
     module.to(device)
     n_params = sum(p.numel() for p in module.parameters())
     return at_input_size(LoadedModel(spec, module, cfg, layers, relative_depths(layers), n_params),
-                         input_size)
+                         input_size, stimulus)
 
 
-def describe_model(spec: "str | ModelSpec", input_size: int | None = None) -> LoadedModel:
+def describe_model(spec: "str | ModelSpec", input_size: int | None = None,
+                   stimulus: str | None = None) -> LoadedModel:
     """Layers, relative depths and preprocessing of ``spec`` without building its weights.
 
     The returned LoadedModel has ``module=None``: it is what a driver needs to plan
@@ -428,8 +450,9 @@ def describe_model(spec: "str | ModelSpec", input_size: int | None = None) -> Lo
         layers = _meta_layers(spec.source, spec.arch, cfg.input_size)
         if layers:
             return at_input_size(LoadedModel(spec, None, cfg, list(layers),
-                                             relative_depths(list(layers)), 0), input_size)
-    loaded = load_model(spec, input_size=input_size)
+                                             relative_depths(list(layers)), 0), input_size,
+                                 stimulus)
+    loaded = load_model(spec, input_size=input_size, stimulus=stimulus)
     loaded.module = None
     return loaded
 

