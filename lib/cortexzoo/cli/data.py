@@ -20,10 +20,17 @@ def cmd_data_planted(args) -> int:
 
 
 def cmd_data_validate(args) -> int:
-    from ..data import load_dataset
+    from ..data import DatasetError, load_dataset
+    from ..data.validate import check_image_contents
 
     ds = load_dataset(args.uri)
-    print(f"{args.uri}: ok ({ds.n_stimuli} stimuli, {ds.n_neuroids} neuroids, "
+    if not args.no_decode:
+        bad = check_image_contents(ds, progress=not args.quiet)
+        if bad:
+            raise DatasetError(f"{args.uri}: {len(bad)} of {ds.n_stimuli} stimulus image(s) "
+                               "cannot be used:\n  - " + "\n  - ".join(bad))
+    kind = "responses" if ds.responses is not None else "RDMs only"
+    print(f"{args.uri}: ok ({ds.n_stimuli} stimuli, {ds.n_neuroids} neuroids, {kind}, "
           f"regions {ds.regions}, fingerprint {ds.fingerprint()[:12]})")
     return 0
 
@@ -46,4 +53,7 @@ def register(sub) -> None:
     dp.set_defaults(func=cmd_data_planted)
     dv = d.add_parser("validate", help="check a dataset folder")
     dv.add_argument("uri")
+    dv.add_argument("--no-decode", action="store_true",
+                    help="check the structure only, not that every image decodes")
+    dv.add_argument("--quiet", action="store_true")
     dv.set_defaults(func=cmd_data_validate)

@@ -20,7 +20,8 @@ def expand_models(entries: list[str]) -> list[str]:
         elif any(c in e for c in "*?["):
             matched = [m.spec for m in list_models(e, curated=False)]
             if not matched:
-                raise SystemExit(f"error: model pattern {e!r} matches no registered model")
+                raise ValueError(f"model pattern {e!r} matches no registered model "
+                                 "(see `cortexzoo zoo list --all`)")
             out.extend(matched)
         else:
             out.append(e)

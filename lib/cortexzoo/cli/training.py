@@ -34,7 +34,7 @@ def _overrides(pairs: list[str] | None) -> dict[str, Any]:
     out = {}
     for p in pairs or []:
         if "=" not in p:
-            raise SystemExit(f"error: --set expects KEY=VALUE, got {p!r}")
+            raise ValueError(f"--set expects KEY=VALUE, got {p!r}")
         k, v = p.split("=", 1)
         v = _parse_value(v)
         if isinstance(v, str):
@@ -77,7 +77,7 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         except (ValueError, OSError, WeightsUnavailableError) as e:
             # bad config/data, unreachable storage, or trained weights not available offline
             print(f"error: {cfg.preset or cfg.backbone}: {e}", file=sys.stderr)
-            rc = 1
+            rc = 2
             continue
         state = "already done (use --force to retrain)" if res.skipped else \
             f"best epoch {res.best_epoch}/{len(res.history)}" + (

@@ -84,7 +84,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run = config_from_args(args)
     if not run.data:
-        raise SystemExit("error: --data (or data: in --config) is required")
+        raise ValueError("--data (or data: in --config) is required")
     keys = None
     if getattr(args, "encoders", None) or getattr(args, "seeds", None):
         from ..twins.train import pair_key

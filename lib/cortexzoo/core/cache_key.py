@@ -16,8 +16,8 @@ import json
 import re
 from typing import Any
 
-__all__ = ["safe_key", "check_key", "features_key", "canonical_json", "model_id", "scan_key",
-           "unit_key"]
+__all__ = ["safe_key", "check_key", "keyed", "features_key", "canonical_json", "model_id",
+           "scan_key", "unit_key"]
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,199}$")
 
@@ -66,20 +66,32 @@ def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, default=default)
 
 
+def keyed(readable: list[Any], hidden: Any = None) -> str:
+    """A key whose readable prefix is built from ``readable`` and whose digest covers
+    ``readable`` and ``hidden`` (settings too long to read in a file name)."""
+    digest = hashlib.sha1(json.dumps([[str(p) for p in readable], canonical_json(hidden)])
+                          .encode("utf-8")).hexdigest()[:16]
+    cleaned = [re.sub(r"[^A-Za-z0-9._\-]+", "-", str(p)).strip("._-") for p in readable]
+    prefix = "__".join(p for p in cleaned if p)[:120].rstrip("._-")
+    return f"{prefix}__{digest}" if prefix else digest
+
+
 def features_key(dataset_fingerprint: str, model_id: str, layer: str,
                  preprocessing: Any, reduction: Any, version: str) -> str:
     """Key of one layer's reduced features on one stimulus set.
 
-    The features depend on: the stimuli (the dataset fingerprint: image entries and
-    sizes, and the tables whose row order fixes the rows); the network and its weights
-    (``model_id``: the spec with its seed, and for weights read from a file, a digest of
-    the file's content, so that a replaced file is new work); the layer; how the images
-    were presented (``preprocessing``: stimulus mode, input size, resize, normalization,
+    The features depend on: the stimuli (the stimulus set's fingerprint: ids, image
+    entries and sizes, in row order); the network and its weights (``model_id``: the
+    spec with its seed, and what identifies the weights' content, so that a replaced
+    weights file is new work); the layer; how the images were presented
+    (``preprocessing``: stimulus mode, input size, resize, normalization,
     interpolation); the reduction (method, k, seed, density); and the extraction code
     (``version``). They do not depend on the neural responses or the scoring settings.
     """
-    return safe_key(model_id, layer, canonical_json(reduction), canonical_json(preprocessing),
-                    dataset_fingerprint, f"features-v{version}")
+    spec = model_id.split("|", 1)[0]
+    return keyed([spec, layer], {"model": model_id, "preprocessing": preprocessing,
+                                 "reduction": reduction, "stimuli": dataset_fingerprint,
+                                 "version": version})
 
 
 def model_id(spec: str, weights_identity: str) -> str:
@@ -100,12 +112,13 @@ def scan_key(dataset_fingerprint: str, reduction: Any, scoring: Any, presentatio
     "crop", an input-size override). The per-model preprocessing and weights are in the
     unit keys. Results of different scan keys are never mixed in a leaderboard.
     """
-    return safe_key("scan", canonical_json({"dataset": dataset_fingerprint, "reduction": reduction,
-                                            "scoring": scoring, "presentation": presentation}))
+    return keyed(["scan"], {"dataset": dataset_fingerprint, "reduction": reduction,
+                            "scoring": scoring, "presentation": presentation})
 
 
 def unit_key(scan: str, model: str, preprocessing: Any, layer: str) -> str:
     """Key of one (model, layer) unit of a scan: the scan key, the model id (spec and
     weights identity, :func:`model_id`), the model's preprocessing (input size, resize,
     normalization, interpolation, stimulus mode) and the layer."""
-    return safe_key(scan, model, layer, canonical_json(preprocessing))
+    return keyed([model.split("|", 1)[0], layer],
+                 {"scan": scan, "model": model, "preprocessing": preprocessing})

@@ -67,11 +67,12 @@ def encode_image(image: np.ndarray | Image.Image, fmt: str = "PNG") -> bytes:
     return buf.getvalue()
 
 
-def read_images(uris: Sequence[str]) -> list[bytes]:
+def read_images(uris: Sequence[str], on_error: str = "raise") -> list:
     """Read many files, batched per filesystem (one concurrent request batch on s3).
 
     Returns the bytes in the order of `uris`. Missing or unreadable files raise a
-    DatasetError that names them (at most 10, then a count).
+    DatasetError that names them (at most 10, then a count); with ``on_error="return"``
+    their entries are the exceptions instead.
     """
     uris = list(uris)
     groups: dict[int, tuple[fsspec.AbstractFileSystem, list[int], list[str]]] = {}
@@ -80,7 +81,7 @@ def read_images(uris: Sequence[str]) -> list[bytes]:
         _, idx, paths = groups.setdefault(id(fs), (fs, [], []))
         idx.append(i)
         paths.append(path)
-    out: list[bytes | None] = [None] * len(uris)
+    out: list = [None] * len(uris)
     failed: list[str] = []
     first_error: BaseException | None = None
     for fs, idx, paths in groups.values():
@@ -90,12 +91,13 @@ def read_images(uris: Sequence[str]) -> list[bytes]:
             if isinstance(g, BaseException):
                 failed.append(uris[i])
                 first_error = first_error or g
+                out[i] = g
             else:
                 out[i] = bytes(g)
-    if failed:
+    if failed and on_error != "return":
         raise DatasetError(f"{len(failed)} image file(s) could not be read: {format_items(failed)} "
                            f"(first error: {type(first_error).__name__}: {first_error})")
-    return out  # type: ignore[return-value]
+    return out
 
 
 _PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "nearest": Image.NEAREST}
@@ -155,21 +157,36 @@ def present(img: Image.Image, geometry: dict) -> np.ndarray:
     raise ValueError(f"stimulus mode {mode!r} is not 'whole' or 'crop'")
 
 
-def read_and_crop(uris: Sequence[str], geometry: dict) -> np.ndarray:
+def read_and_crop(uris: Sequence[str], geometry: dict,
+                  names: Sequence[str] | None = None) -> np.ndarray:
     """Read, decode and present images (:func:`present`): uint8 [n, S, S, 3] in the order
     of ``uris``.
 
     ``geometry`` holds ``mode``, ``resize_size``, ``input_size`` and ``interpolation``; a
-    plain dict so that decode workers never import torch or the model zoo.
+    plain dict so that decode workers never import torch or the model zoo. ``names``
+    (stimulus ids) are named in the error when an image cannot be read or decoded.
     """
     uris = list(uris)
+    names = list(names) if names is not None else uris
     s = int(geometry["input_size"])
     out = np.empty((len(uris), s, s, 3), dtype=np.uint8)
-    for i, (blob, uri) in enumerate(zip(read_images(uris), uris)):
-        out[i] = present(decode_image(blob, uri), geometry)
+    bad = []
+    for i, (blob, uri) in enumerate(zip(read_images(uris, on_error="return"), uris)):
+        try:
+            if isinstance(blob, BaseException):
+                raise blob
+            out[i] = present(decode_image(blob, uri), geometry)
+        except (DatasetError, OSError, ValueError) as e:
+            bad.append(f"stimulus {names[i]} ({uri}): {e}")
+    if bad:
+        raise DatasetError(f"{len(bad)} stimulus image(s) cannot be used: " + "; ".join(bad[:10])
+                           + (f"; and {len(bad) - 10} more" if len(bad) > 10 else "")
+                           + " (`cortexzoo data validate` lists every bad image)")
     return out
 
 
 def decode_crop_batch(batch: dict, geometry: dict) -> dict:
-    """Ray Data task: ``{"idx", "uri"}`` -> ``{"idx", "pixels"}`` (uint8 [b, S, S, 3])."""
-    return {"idx": np.asarray(batch["idx"]), "pixels": read_and_crop(list(batch["uri"]), geometry)}
+    """Ray Data task: ``{"idx", "uri"[, "sid"]}`` -> ``{"idx", "pixels"}`` (uint8 [b, S, S, 3])."""
+    names = list(batch["sid"]) if "sid" in batch else None
+    return {"idx": np.asarray(batch["idx"]),
+            "pixels": read_and_crop(list(batch["uri"]), geometry, names)}

@@ -15,7 +15,7 @@ from .folder import (DATASET_JSON, NEUROID_COLUMNS, NEUROIDS, RDM_COLUMNS, RDM_T
 if TYPE_CHECKING:
     from .dataset import NeuralDataset
 
-__all__ = ["validate_dataset"]
+__all__ = ["validate_dataset", "check_image_contents"]
 
 def validate_dataset(ds: NeuralDataset, check_images: bool = True) -> None:
     """Check a dataset's structure and content; raise DatasetError listing every problem.
@@ -211,3 +211,39 @@ def _check_rdms(ds: NeuralDataset, stim_ok: bool, problems: list[str]) -> None:
             problems.append(f"{len(bad)} rdm(s) are not symmetric: {format_items(bad)}")
 
 
+
+
+def check_image_contents(ds: "NeuralDataset", workers: int = 8, batch: int = 32,
+                         progress: bool = True) -> list[str]:
+    """Read and decode every stimulus image (in parallel, with a progress bar); returns
+    one problem per bad image, naming its stimulus id and file: missing, empty,
+    truncated or not an image. The scan would fail on each of these one at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ..core.progress import Progress
+    from .images import decode_image, read_images
+
+    ids = ds.stimuli["stimulus_id"].astype(str).tolist()
+    uris = ds.image_uris()
+
+    def check(start: int) -> list[str]:
+        out = []
+        sel = range(start, min(start + batch, len(uris)))
+        blobs = read_images([uris[i] for i in sel], on_error="return")
+        for i, blob in zip(sel, blobs):
+            try:
+                if isinstance(blob, BaseException):
+                    raise blob
+                decode_image(blob, uris[i])
+            except Exception as e:  # noqa: BLE001 - any failure is a bad image, reported
+                out.append(f"stimulus {ids[i]} ({uris[i]}): {type(e).__name__}: {e}")
+        return out
+
+    problems: list[str] = []
+    with Progress(len(uris), "decoding images", unit="img", enabled=progress) as bar, \
+            ThreadPoolExecutor(max(1, workers)) as pool:
+        for start, found in zip(range(0, len(uris), batch),
+                                pool.map(check, range(0, len(uris), batch))):
+            problems += found
+            bar.update(min(batch, len(uris) - start))
+    return problems

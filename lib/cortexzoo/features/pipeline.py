@@ -37,10 +37,10 @@ class LayerFeatures:
     extra: dict = field(default_factory=dict)
 
 
-def _read_and_crop(uris: Sequence[str], preprocess) -> np.ndarray:
+def _read_and_crop(uris: Sequence[str], preprocess, names=None) -> np.ndarray:
     from ..data.images import read_and_crop
 
-    return read_and_crop(list(uris), preprocess.geometry())
+    return read_and_crop(list(uris), preprocess.geometry(), names)
 
 
 class _ModelActor:
@@ -96,7 +96,8 @@ def extract_local(dataset, model, layers=None, reduction: ReductionConfig | None
     with Progress(len(idx), f"{model.spec} features", unit="img", enabled=progress) as bar:
         for start in range(0, len(idx), batch_size):
             sel = idx[start:start + batch_size]
-            crops = _read_and_crop([dataset.image_uri(int(i)) for i in sel], model.preprocess)
+            crops = _read_and_crop([dataset.image_uri(int(i)) for i in sel], model.preprocess,
+                                   [str(dataset.stimuli["stimulus_id"].iloc[int(i)]) for i in sel])
             for name, f in extractor(model.preprocess.normalize_uint8(crops)).items():
                 chunks[name].append(f)
             bar.update(len(sel))
@@ -146,7 +147,8 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     # Decoding is far faster than a big model on CPU: cap what waits in the object store.
     ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
         object_store_memory=object_store_bytes)
-    items = [{"idx": i, "uri": dataset.image_uri(i)} for i in range(n)]
+    sids = dataset.stimuli["stimulus_id"].astype(str).tolist()
+    items = [{"idx": i, "uri": dataset.image_uri(i), "sid": sids[i]} for i in range(n)]
     n_blocks = max(1, min(64, -(-n // batch_size)))
     ds = ray.data.from_items(items, override_num_blocks=n_blocks)
     from ..data.images import decode_crop_batch

@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..core.config import config_from_mapping, read_yaml_mapping
+from ..core.uri import normalize_uri
 from ..features.reduce import ReductionConfig
 from ..zoo.preprocess import STIMULUS_MODES
 from .scoring import ScoringConfig
@@ -69,6 +70,10 @@ class ScanConfig:
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{key} must be an integer >= 1, got {v!r}")
+        # Ray workers run in other directories: local paths are made absolute
+        if self.data != EMBEDDED:
+            self.data = normalize_uri(self.data)
+        self.out = normalize_uri(self.out)
         if isinstance(self.reduction, dict):
             self.reduction = ReductionConfig(**self.reduction)
         if isinstance(self.scoring, dict):

@@ -68,6 +68,12 @@ _SECRET_KEY_RE = re.compile(
     r"(secret|passw(or)?d|token|key_?id|access_?key|credential|private_?key|api_?key|authorization)",
     re.IGNORECASE)
 _URL_USERINFO_RE = re.compile(r"([a-zA-Z][a-zA-Z0-9+.\-]*://)[^/@\s]+@")
+# signed-URL query parameters (S3 SigV2/V4, GCS V2/V4, Azure SAS): whoever reads the
+# manifest could use the URL until it expires
+_SIGNED_PARAM_RE = re.compile(
+    r"([?&](?:X-Amz-(?:Signature|Credential|Security-Token)|X-Goog-(?:Signature|Credential)|"
+    r"Signature|AWSAccessKeyId|GoogleAccessId|sig|x-amz-security-token)=)[^&#\s\"']*",
+    re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
@@ -76,7 +82,9 @@ def scrub_secrets(obj: Any) -> Any:
 
     Values under keys matching secret/password/token/key_id/access_key/
     credentials/private_key/api_key/authorization (any case, ``-`` or ``_``)
-    become ``"<redacted>"``, at any depth; ``user:pass@`` in URLs is redacted too.
+    become ``"<redacted>"``, at any depth; ``user:pass@`` in URLs and the signature,
+    credential and token parameters of signed URLs (``X-Amz-Signature=...``) are
+    redacted too.
     """
     if isinstance(obj, Mapping):
         out = {}
@@ -89,7 +97,8 @@ def scrub_secrets(obj: Any) -> Any:
     if isinstance(obj, (list, tuple, set, frozenset)):
         return [scrub_secrets(v) for v in obj]
     if isinstance(obj, str):
-        return _URL_USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", obj)
+        obj = _URL_USERINFO_RE.sub(lambda m: m.group(1) + REDACTED + "@", obj)
+        return _SIGNED_PARAM_RE.sub(lambda m: m.group(1) + REDACTED, obj)
     return obj
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import time
 import uuid
@@ -297,7 +298,11 @@ class ResultStore(StoreIO):
         A kill at any point loses nothing: until a unit's file is deleted its rows are in
         it, and readers take each unit from one file only."""
         want = None if units is None else set(units)
-        tag = (run_id or time.strftime("%Y%m%dT%H%M%S")) + "-" + uuid.uuid4().hex[:6]
+        # parts sort in time order (the newest part holding a unit wins it)
+        now = time.time()
+        tag = (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
+               + "-" + re.sub(r"[^A-Za-z0-9_-]", "-", run_id or "run")[:60]
+               + "-" + uuid.uuid4().hex[:6])
         out = {"parts": 0}
         for folder in (_SCORES, _NEUROIDS):
             src = self._sources(folder, fetch=True)

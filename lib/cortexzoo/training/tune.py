@@ -50,6 +50,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from ..core.uri import normalize_uri
 from .finetune import (bundle_info, common_columns, load_or_make_splits, load_training_state,
                        save_training_state, score_rows, train_network)
 from .loaders import Splits, split_reliability
@@ -292,6 +293,8 @@ def run_tune(data_uri: str, space: str | SearchSpace, num_samples: int, out: str
         raise TuneError(f"checkpoint_every must be >= 0 (0: no checkpoints), got {checkpoint_every}")
     if max_failures < -1:
         raise TuneError(f"max_failures must be >= 0 (or -1: without limit), got {max_failures}")
+    # trials run in Ray workers' own directories: local paths must be absolute
+    data_uri, out = normalize_uri(data_uri), normalize_uri(out)
     store = ResultStore(out)
     paths = campaign_paths(name)
     storage = _storage(store)
@@ -473,6 +476,8 @@ def _finish(store, name: str, exp_path: str, grid, base: FinetuneConfig, splits:
                           epochs_run=rec["epochs_run"], trial_id=tid, campaign=name)
             store.write_scores(make_score_rows(common, rows), unit)
             written.append(unit)
+    # the campaign's trial units, compacted into a few files (each unit read once meanwhile)
+    store.compact(units=[f"tune-{name}-{r['trial_id']}" for r in records], run_id=f"tune-{name}")
     # an interrupted campaign has unfinished trials, or has not created all of them yet
     interrupted = interrupted or len(records) < num_samples
     trials = pd.DataFrame.from_records(records)

@@ -160,6 +160,7 @@ def evaluate_family(data: str, out: str, *, keys: Sequence[str] | None = None,
         store.write_scores(df, f"twin-{key}")
         tables.append(df)
     scores = pd.concat(tables, ignore_index=True)
+    store.compact(units=[f"twin-{key}" for key in available], run_id=run_id)
     store.write_manifest(run_id, {"kind": "twins-eval", "data": data, "twins": available,
                                   "chunk": chunk})
     if plot:

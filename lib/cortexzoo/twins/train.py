@@ -40,6 +40,7 @@ import torch
 
 from ..core.config import config_from_mapping, read_yaml_mapping
 from ..core.raysetup import init_ray
+from ..core.uri import normalize_uri
 from .model import ConfigError, Twin, TwinConfig, param_groups, twin_loss
 
 log = logging.getLogger("cortexzoo.twins")
@@ -93,6 +94,9 @@ class TwinsRunConfig:
     def __post_init__(self) -> None:
         from .encoders import ENCODERS
 
+        # Train workers run in their own directory: local paths must be absolute
+        self.data = normalize_uri(self.data) if self.data else self.data
+        self.out = normalize_uri(self.out)
         self.encoders = list(self.encoders)
         self.seeds = [int(s) for s in self.seeds]
         bad = [e for e in self.encoders if e not in ENCODERS]

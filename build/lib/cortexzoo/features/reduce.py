@@ -1,0 +1,152 @@
+"""Reductions applied to each layer's activations as a batch streams past.
+
+The full activations of a layer never exist for the whole stimulus set: a reducer
+maps a batch ``[b, ...]`` to ``[b, k]`` with state that depends only on the layer's
+shape and a seed, so batches can be reduced anywhere (any actor, any order) and
+concatenated afterwards.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import warnings
+
+warnings.filterwarnings("ignore", message=".*[Ss]parse.*(beta|invariant).*")
+
+DEFAULT_K = 4096
+
+
+def layer_seed(base_seed: int, model_key: str, layer: str) -> int:
+    """A projection seed per (model, layer), stable across processes and Python versions."""
+    h = hashlib.sha256(f"{base_seed}|{model_key}|{layer}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _bernoulli_positions(rng: np.random.Generator, total: int, density: float) -> np.ndarray:
+    """Sorted positions of the successes of ``total`` i.i.d. Bernoulli(density) trials.
+
+    Gaps between successes are geometric, so the positions are a cumulative sum of
+    geometric draws: exact, vectorized, and several times faster than sampling a
+    subset without replacement.
+    """
+    if density >= 1.0:
+        return np.arange(total, dtype=np.int64)
+    mean = total * density
+    chunk = int(mean + 6 * math.sqrt(mean) + 64)
+    parts, last = [], -1
+    while True:
+        pos = last + np.cumsum(rng.geometric(density, size=chunk))
+        if pos[-1] >= total:
+            parts.append(pos[pos < total])
+            break
+        parts.append(pos)
+        last = int(pos[-1])
+    return np.concatenate(parts)
+
+
+def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
+               density: float | None = None) -> torch.Tensor:
+    """Sparse random projection matrix ``[n_components, n_features]`` (CSR, float32).
+
+    Entries are 0 with probability ``1 - density`` and ``±sqrt(1 / (density * k))``
+    otherwise, independently (Li et al. 2006; scikit-learn's SparseRandomProjection),
+    with ``density = 1 / sqrt(n_features)`` by default. Generation is fast enough
+    (about 0.1 s per million non-zeros) that actors can regenerate matrices they do not
+    keep rather than hold every layer's.
+    """
+    if n_features < 1 or n_components < 1:
+        raise ValueError(f"SRP needs positive sizes, got n_features={n_features}, "
+                         f"n_components={n_components}")
+    if density is None:
+        density = 1.0 / math.sqrt(n_features)
+    if not 0.0 < density <= 1.0:
+        raise ValueError(f"SRP density must be in (0, 1], got {density}")
+    rng = np.random.default_rng(seed)
+    total = n_components * n_features
+    flat = _bernoulli_positions(rng, total, density)
+    rows = flat // n_features
+    cols = (flat - rows * n_features).astype(np.int32)
+    nnz = flat.size
+    scale = math.sqrt(1.0 / (density * n_components))
+    values = np.where(rng.random(flat.size) < 0.5, -scale, scale).astype(np.float32)
+    # flat is sorted, so row i starts at the first position >= i * p
+    crow = np.searchsorted(flat, np.arange(n_components + 1, dtype=np.int64) * n_features)
+    index_dtype = torch.int32 if nnz < 2**31 else torch.int64
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(crow).to(index_dtype), torch.from_numpy(cols).to(index_dtype),
+        torch.from_numpy(values), size=(n_components, n_features))
+
+
+@dataclass(frozen=True)
+class ReductionConfig:
+    """How each layer is reduced: ``srp`` (default), ``gap`` (global average pool) or ``flatten``."""
+
+    method: str = "srp"
+    n_components: int = DEFAULT_K
+    seed: int = 0
+    density: float | None = None
+    max_flatten: int = 200_000
+
+    def __post_init__(self):
+        if self.method not in ("srp", "gap", "flatten"):
+            raise ValueError(f"unknown reduction {self.method!r}; choose srp, gap or flatten")
+        if (not isinstance(self.n_components, int) or isinstance(self.n_components, bool)
+                or self.n_components < 1):
+            raise ValueError(f"reduction n_components (--k) must be an integer >= 1, got "
+                             f"{self.n_components!r}")
+
+    @property
+    def name(self) -> str:
+        if self.method == "srp":
+            return f"srp{self.n_components}"
+        return self.method
+
+
+class LayerReducer:
+    """Reduces batches of one layer; holds the layer's projection matrix once made."""
+
+    chunk_bytes = 64 << 20
+
+    def __init__(self, config: ReductionConfig, model_key: str, layer: str):
+        self.config, self.model_key, self.layer = config, model_key, layer
+        self._matrix: torch.Tensor | None = None
+        self._n_features: int | None = None
+
+    @property
+    def nbytes(self) -> int:
+        m = self._matrix
+        if m is None:
+            return 0
+        return sum(t.numel() * t.element_size()
+                   for t in (m.crow_indices(), m.col_indices(), m.values()))
+
+    def release(self) -> None:
+        self._matrix = None
+
+    def __call__(self, act: torch.Tensor) -> torch.Tensor:
+        cfg = self.config
+        b = act.shape[0]
+        if cfg.method == "gap":
+            return act.float().mean(dim=tuple(range(2, act.ndim))) if act.ndim > 2 else act.float().reshape(b, -1)
+        flat = act.reshape(b, -1).float()
+        p = flat.shape[1]
+        if cfg.method == "flatten":
+            if p > cfg.max_flatten:
+                raise ValueError(f"layer {self.layer!r} has {p} units, more than max_flatten="
+                                 f"{cfg.max_flatten}; use reduction 'srp'")
+            return flat.clone()  # a later in-place op (ReLU(inplace=True)) would change a view
+        if self._n_features not in (None, p):
+            raise ValueError(f"layer {self.layer!r} changed size from {self._n_features} to {p} "
+                             "between batches (all stimuli must share one input size)")
+        if self._matrix is None:
+            self._n_features = p
+            seed = layer_seed(cfg.seed, self.model_key, self.layer)
+            self._matrix = srp_matrix(p, cfg.n_components, seed, cfg.density).to(flat.device)
+        # (k x p) @ (p x b): CSR times dense is torch's fast sparse path. A few samples
+        # at a time bound the transposed copy it needs to a few activation rows.
+        step = max(1, int(self.chunk_bytes // max(1, 4 * p)))
+        return torch.cat([(self._matrix @ flat[i:i + step].T).T for i in range(0, b, step)])

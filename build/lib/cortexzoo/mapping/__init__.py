@@ -1,0 +1,42 @@
+"""Mapping feature spaces to neural responses (SCIENCE.md sections 2 and 4).
+
+Encoding models with a scikit-learn face (exact-LOO ridge, k-fold ridge, PCA-ridge,
+PLS, LOO ridge classifier) over backend-agnostic solvers (numpy or torch, CPU or CUDA),
+per-neuroid metrics, RSA, reliability / ceilings and statistics across models.
+
+Names are imported lazily: ``cortexzoo.mapping.metrics`` (and ``ceiled``) cost numpy
+only, and scikit-learn is imported with the estimators that need it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    **{n: "ceilings" for n in ("ceiled", "inter_animal_ceiling", "population_ceilings", "rdm_split_half_reliability",
+                               "spearman_brown", "split_half_reliability")},
+    **{n: "estimators" for n in ("GCVResult", "GCVSolver", "KFoldRidge", "MappingInputError",
+                                 "PCARidge", "PLSRegression", "RidgeClassifierLOO",
+                                 "RidgeGCV")},
+    **{n: "metrics" for n in ("aggregate", "explained_variance", "pearson_r",
+                              "neuroid_metrics", "chunked_pearson", "overall_pearson")},
+    **{n: "rsa" for n in ("cka", "compare_rdms", "rdm", "rdm_ceiling", "score_rdms",
+                          "upper_triangle")},
+    "default_alphas": "solvers",
+    **{n: "stats" for n in ("PairedTTest", "TwoSampleTTest", "bootstrap_ci", "friedman_test",
+                            "hedges_correction", "paired_ttest", "spearman_agreement",
+                            "two_sample_ttest")},
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

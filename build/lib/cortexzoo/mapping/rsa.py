@@ -1,0 +1,121 @@
+"""Representational similarity analysis (SCIENCE.md section 4) and linear CKA."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["rdm", "compare_rdms", "score_rdms", "rdm_ceiling", "cka", "upper_triangle",
+           "RSAInputError"]
+
+
+class RSAInputError(ValueError):
+    """Bad input to an RSA function."""
+
+
+def rdm(X: Any) -> np.ndarray:
+    """Correlation-distance RDM: ``1 - Pearson r`` between the response vectors of every
+    pair of stimuli. X is [n_stimuli, n_features]; returns [n_stimuli, n_stimuli].
+
+    A stimulus whose response vector is constant has undefined correlations (NaN).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 2:
+        raise RSAInputError(f"X must be [n_stimuli >= 2, n_features >= 2], got shape {X.shape}")
+    if not np.isfinite(X).all():
+        rows = np.where(~np.isfinite(X).all(1))[0]
+        raise RSAInputError(f"X has NaN/inf in stimuli (rows) {rows[:10].tolist()}")
+    Xc = X - X.mean(1, keepdims=True)
+    norms = np.sqrt((Xc ** 2).sum(1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        Z = Xc / norms[:, None]
+    D = 1.0 - Z @ Z.T
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def upper_triangle(m: Any) -> np.ndarray:
+    """Entries above the diagonal (k=1) of a square matrix, row-major."""
+    m = np.asarray(m, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise RSAInputError(f"an RDM must be square, got shape {m.shape}")
+    return m[np.triu_indices(m.shape[0], k=1)]
+
+
+def _corr(a: np.ndarray, b: np.ndarray, method: str) -> float:
+    if method == "spearman":
+        from scipy.stats import rankdata
+
+        a, b = rankdata(a), rankdata(b)
+    elif method != "pearson":
+        raise RSAInputError(f"method must be 'pearson' or 'spearman', got {method!r}")
+    ok = np.isfinite(a) & np.isfinite(b)
+    a, b = a[ok] - a[ok].mean(), b[ok] - b[ok].mean()
+    den = np.sqrt((a ** 2).sum() * (b ** 2).sum())
+    return float((a * b).sum() / den) if den > 0 else float("nan")
+
+
+def compare_rdms(a: Any, b: Any, method: str = "pearson") -> float:
+    """Correlation (Pearson or Spearman) between the upper triangles (k=1) of two RDMs."""
+    ua, ub = upper_triangle(a), upper_triangle(b)
+    if ua.shape != ub.shape:
+        raise RSAInputError(f"RDMs differ in size: {np.shape(a)} vs {np.shape(b)}")
+    if method == "spearman" and not (np.isfinite(ua).all() and np.isfinite(ub).all()):
+        ok = np.isfinite(ua) & np.isfinite(ub)
+        ua, ub = ua[ok], ub[ok]
+    return _corr(ua, ub, method)
+
+
+def score_rdms(model_rdm: Any, rdms: Any, method: str = "pearson") -> np.ndarray:
+    """Similarity of a model RDM to each of several (e.g. per-subject, published) RDMs.
+
+    ``rdms`` is [n_rdms, n, n] (or one [n, n]); returns [n_rdms] correlations.
+    The usual summary is their mean; ceil it with :func:`rdm_ceiling`.
+    """
+    rdms = np.asarray(rdms, dtype=np.float64)
+    if rdms.ndim == 2:
+        rdms = rdms[None]
+    m = np.asarray(model_rdm)
+    if rdms.ndim != 3 or rdms.shape[1:] != m.shape:
+        raise RSAInputError(f"rdms must be [n_rdms, n, n] matching the model RDM {m.shape}, "
+                            f"got {rdms.shape}")
+    return np.array([compare_rdms(m, r, method) for r in rdms])
+
+
+def rdm_ceiling(rdms: Any, method: str = "pearson",
+                return_per_subject: bool = False) -> float | tuple[float, np.ndarray]:
+    """Leave-one-subject-out ceiling of several subjects' RDMs of one region.
+
+    For each subject s, correlate its RDM with the mean RDM of the other subjects;
+    the ceiling is the mean over subjects of these correlations (a lower bound of the
+    noise ceiling in the sense of Nili et al. 2014). It is on the same scale as
+    :func:`score_rdms` of a model, so ``mean(score_rdms(...)) / rdm_ceiling(...)`` is a
+    ceiled RSA score (kind="ratio" in :func:`cortexzoo.mapping.ceilings.ceiled`).
+    """
+    rdms = np.asarray(rdms, dtype=np.float64)
+    if rdms.ndim != 3 or rdms.shape[0] < 2 or rdms.shape[1] != rdms.shape[2]:
+        raise RSAInputError(f"rdms must be [n_subjects >= 2, n, n], got shape {rdms.shape}")
+    total = rdms.sum(0)
+    k = rdms.shape[0]
+    per = np.array([compare_rdms(rdms[s], (total - rdms[s]) / (k - 1), method)
+                    for s in range(k)])
+    ceiling = float(np.nanmean(per))
+    return (ceiling, per) if return_per_subject else ceiling
+
+
+def cka(X: Any, Y: Any) -> float:
+    """Linear centered kernel alignment (Kornblith et al. 2019) between two
+    representations of the same stimuli, X [n, p] and Y [n, q]."""
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    if X.ndim != 2 or Y.ndim != 2 or X.shape[0] != Y.shape[0]:
+        raise RSAInputError(f"X and Y must be 2-D with the same number of stimuli, got "
+                            f"{X.shape} and {Y.shape}")
+    Xc = X - X.mean(0)
+    Yc = Y - Y.mean(0)
+    # Frobenius norms of cross-covariances; avoids n x n Gram matrices when p, q < n
+    xy = np.linalg.norm(Yc.T @ Xc) ** 2
+    xx = np.linalg.norm(Xc.T @ Xc)
+    yy = np.linalg.norm(Yc.T @ Yc)
+    den = xx * yy
+    return float(xy / den) if den > 0 else float("nan")
