@@ -37,11 +37,14 @@ def draw_seed(seed: int, population_key: str, k: int) -> np.random.SeedSequence:
 
 def decode_population(X: np.ndarray, splits: Splits, k: int, draws: int, seed: int,
                       population_key: str, alphas: Any = None,
-                      budget_bytes: int = 96 << 20, timings: dict | None = None) -> dict:
+                      budget_bytes: int = 96 << 20, timings: dict | None = None,
+                      return_units: bool = False) -> dict:
     """Accuracies of one population at ``k`` units over every split and draw.
 
     Returns ``{"acc": [S, D, n_domains], "alpha": [S, D], "draws": D}``; ``D = 1`` when
-    ``k`` is the whole population (every draw would be the same)."""
+    ``k`` is the whole population (every draw would be the same). ``return_units`` adds
+    ``"units"`` [S, D, k], the units each problem used. ``timings`` (a dict) accumulates
+    seconds spent gathering features, fitting, deciding and scoring."""
     X = np.asarray(X)
     n, p = X.shape
     if not 1 <= k <= p:
@@ -56,6 +59,7 @@ def decode_population(X: np.ndarray, splits: Splits, k: int, draws: int, seed: i
     onehot /= onehot.sum(0, keepdims=True)
     acc = np.empty((S * D, nd))
     alpha = np.empty(S * D)
+    units = np.empty((S * D, k), dtype=np.int64) if return_units else None
     s_of = np.repeat(np.arange(S), D)
     d_of = np.tile(np.arange(D), S)
     rows_per = splits.train.shape[1] + splits.test.shape[1]
@@ -68,6 +72,8 @@ def decode_population(X: np.ndarray, splits: Splits, k: int, draws: int, seed: i
             c = np.broadcast_to(np.arange(p), (B, p))
         else:  # drawn in (split, draw) order, chunk after chunk: the same draws for any step
             c = np.stack([np.sort(rng.choice(p, k, replace=False)) for _ in range(B)])
+        if units is not None:
+            units[sl] = c
         t0 = time.perf_counter()
         tr_rows = splits.train[s_of[sl]]
         te_rows = splits.test[s_of[sl]]
@@ -83,7 +89,10 @@ def decode_population(X: np.ndarray, splits: Splits, k: int, draws: int, seed: i
         t4 = time.perf_counter()
         for name, dt in (("gather", t1 - t0), ("fit", t2 - t1), ("decide", t3 - t2), ("2afc", t4 - t3)):
             t[name] = t.get(name, 0.0) + dt
-    return {"acc": acc.reshape(S, D, nd), "alpha": alpha.reshape(S, D), "draws": D}
+    out = {"acc": acc.reshape(S, D, nd), "alpha": alpha.reshape(S, D), "draws": D}
+    if units is not None:
+        out["units"] = units.reshape(S, D, k)
+    return out
 
 
 def unit_rows(res: dict, splits: Splits, k: int, population_size: int) -> list[dict]:

@@ -169,6 +169,7 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
                         progress=cfg.progress, address=cfg.address)
     pops: dict[str, Population] = {}
     handles: dict[str, object] = {}
+    grids: dict[str, list[int]] = {}
     counts = {"written": 0, "skipped": 0}
 
     def submit(pop: Population, ks: list[int]) -> None:
@@ -189,7 +190,8 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
     def add(pop: Population) -> None:
         pops[pop.name] = pop
         handles[pop.name] = runner.put(pop.X)
-        submit(pop, unit_grid(pop.size, cfg))
+        grids[pop.name] = unit_grid(pop.size, cfg)
+        submit(pop, grids[pop.name])
 
     try:
         for pop in recorded:
@@ -205,9 +207,12 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
         measured = float(ref_row["in_domain"].iloc[0])
         ref_acc = float(cfg.reference_accuracy) if cfg.reference_accuracy is not None else measured
         others = [p for p in pops if p != reference]  # recorded regions and models alike
-        scaling = analysis.scaling_table(curve, reference, ref_pop.size, ref_acc, others)
+        # the search runs on the grid alone (a matched count decoded before is no grid point)
+        on_grid = np.array([k in grids[p] for p, k in zip(curve["population"], curve["k_units"])],
+                           dtype=bool)
+        scaling = analysis.scaling_table(curve[on_grid], reference, ref_pop.size, ref_acc, others)
         for r in scaling.itertuples():
-            if r.reached and r.k_used not in unit_grid(pops[r.population].size, cfg):
+            if r.reached and r.k_used not in grids[r.population]:
                 submit(pops[r.population], [int(r.k_used)])  # the same splits
             elif not r.reached:
                 log.warning("%s never reaches the reference's in-domain accuracy %.3f (%.3f with "
