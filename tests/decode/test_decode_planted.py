@@ -112,7 +112,8 @@ def test_matched_count_scaling_tests_and_log_law(recording, tmp_path):
     assert ex["site_equivalents"] == pytest.approx(600 / sc.loc["weaker", "units_per_site"])
     assert ex["reference_ood_extrapolated"] == pytest.approx(a * np.log(ex["site_equivalents"]) + b)
     # tables and plots are in the store
-    base = os.path.join(out, "decode", res.decode_key)
+    base = res.summary["tables"]
+    assert base.startswith(os.path.join(out, "decode", res.decode_key))
     for name in ("curves", "scaling", "matched", "tests", "logfit", "extrapolation"):
         assert os.path.getsize(os.path.join(base, f"{name}.csv")) > 0
     for name in ("domains", "units"):

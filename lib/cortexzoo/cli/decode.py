@@ -9,7 +9,7 @@ def _print_result(res) -> None:
 
     pd.set_option("display.width", 160)
     print(f"\nrun {res.run_id}: {res.written_units} units decoded, {res.skipped_units} already "
-          f"done; scores in {res.out}/scores/, tables in {res.out}/decode/{res.decode_key}/")
+          f"done; scores in {res.out}/scores/, tables in {res.summary['tables']}/")
     print(f"reference: {res.reference}, in-domain 2AFC accuracy {res.reference_accuracy:.3f}")
     if len(res.scaling):
         cols = ["population", "layer", "n_units", "matched_k", "k_used", "units_per_site"]

@@ -251,9 +251,9 @@ def f_skeleton(img, p, rng, mask=None):
 
 def f_mosaic(img, p, rng):
     """Square tiles of the mean colour of each cell (a little seeded colour jitter per
-    tile), with grey grout lines between them."""
+    tile), with grey grout lines between them; ``tiles`` per side, at most one per 6 pixels."""
     S = img.shape[0]
-    n = int(p["tiles"])
+    n = max(2, min(int(p["tiles"]), S // 6))
     edges = np.linspace(0, S, n + 1).round().astype(int)
     out = np.empty_like(img)
     jitter = rng.normal(0.0, p["jitter"], size=(n, n, 3))

@@ -24,7 +24,7 @@ from ..features.cache import FeatureCache
 from ..features.reduce import ReductionConfig
 from .config import DecodeConfig
 
-__all__ = ["Population", "recorded_populations", "model_population", "resolve_layers",
+__all__ = ["Population", "recorded_populations", "model_population", "describe_layer", "resolve_layers",
            "penultimate", "PopulationError"]
 
 log = logging.getLogger("cortexzoo")
@@ -103,9 +103,10 @@ def recorded_populations(dataset, cfg: DecodeConfig) -> list[Population]:
             keep = keep[ok]
         if keep.size == 0:
             raise PopulationError(f"region {region!r}: no neuroid has a response to every stimulus")
-        key = "recorded-" + _digest({"region": region, "neuroids": ids[keep].tolist()})
-        out.append(Population(region, "recorded", np.ascontiguousarray(Y[:, keep], dtype=np.float32),
-                              key, region=region, model=f"recorded:{region}", source="recording",
+        X = np.ascontiguousarray(Y[:, keep], dtype=np.float32)
+        key = "recorded-" + _digest({"region": region, "neuroids": ids[keep].tolist(),
+                                     "responses": hashlib.sha256(X.tobytes()).hexdigest()})
+        out.append(Population(region, "recorded", X, key, region=region, model=f"recorded:{region}", source="recording",
                               weights="none", layer=region, reduction="sites",
                               info={"neuroids": ids[keep].tolist(),
                                     "n_dropped": int(cols.size - keep.size)}))
@@ -143,16 +144,22 @@ def resolve_layers(models: list[str], layers) -> dict[str, str | None]:
     return dict(zip(models, layers))
 
 
-def model_population(spec, layer: str | None, dataset, cfg: DecodeConfig, store,
-                     cache: FeatureCache | None) -> Population:
-    """Extract (or read from the cache) one model layer's units on every stimulus."""
+def describe_layer(spec, layer: str | None, cfg: DecodeConfig):
+    """``(description, layer)`` of a model (no weights loaded); the layer is checked."""
     from ..zoo import describe_model
 
-    name = str(spec)
     desc = describe_model(spec, input_size=cfg.input_size)
     chosen = layer or penultimate(desc.layers)
     if chosen not in desc.relative_depth:
-        raise PopulationError(f"{name}: unknown layer {chosen!r}; layers: {desc.layers}")
+        raise PopulationError(f"{spec}: unknown layer {chosen!r}; layers: {desc.layers}")
+    return desc, chosen
+
+
+def model_population(spec, layer: str | None, dataset, cfg: DecodeConfig, store,
+                     cache: FeatureCache | None, described=None) -> Population:
+    """Extract (or read from the cache) one model layer's units on every stimulus."""
+    name = str(spec)
+    desc, chosen = described or describe_layer(spec, layer, cfg)
     reduction = ReductionConfig(method="units", n_components=cfg.max_units, seed=0)
     pre = desc.preprocess.to_dict()
     X = cache.get(name, chosen, reduction, pre) if cache is not None else None

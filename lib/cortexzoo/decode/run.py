@@ -34,7 +34,8 @@ from ..zoo import parse_spec
 from . import analysis
 from .config import DecodeConfig
 from .engine import METHOD, METRIC, UnitRunner
-from .populations import Population, PopulationError, model_population, recorded_populations, resolve_layers
+from .populations import (Population, PopulationError, describe_layer, model_population,
+                          recorded_populations, resolve_layers)
 from .splits import draw_splits, resolve_domains
 
 __all__ = ["run_decode", "DecodeResult", "unit_grid", "DECODE_VERSION"]
@@ -76,14 +77,24 @@ def unit_grid(size: int, cfg: DecodeConfig) -> list[int]:
     return sorted(set(int(k) for k in ks if k >= 1) | {int(size)})
 
 
-def _decode_key(name: str, fingerprint: str, cfg: DecodeConfig, train: str, tests: list[str]) -> str:
-    """What every unit's numbers depend on besides its population and k: the dataset, the
-    domains, the split settings, the draws, the alpha grid, the seed and this code."""
+def _stimuli_digest(dataset) -> str:
+    """The stimuli as the splits see them: the image set and the whole stimulus table
+    (domains, categories, groups). Responses are not in it: a recorded population's key
+    hashes its own responses, so a stimulus set and the same set with recordings share
+    their model units."""
+    st = dataset.stimuli
+    text = st.to_csv(index=False, lineterminator="\n") + json.dumps([str(t) for t in st.dtypes])
+    return hashlib.sha256((dataset.stimulus_fingerprint() + text).encode()).hexdigest()
+
+
+def _decode_key(stimuli: str, cfg: DecodeConfig, train: str, tests: list[str]) -> str:
+    """What every unit's numbers depend on besides its population and k: the stimuli,
+    the domains, the split settings, the draws, the alpha grid, the seed and this code."""
     parts = cfg.key_parts()
-    parts.update(train_domain=train, test_domains=tests, dataset=fingerprint,
+    parts.update(train_domain=train, test_domains=tests, stimuli=stimuli,
                  version=DECODE_VERSION)
     digest = hashlib.sha256(canonical_json(parts).encode()).hexdigest()[:16]
-    return safe_key("decode", name, train, digest)
+    return safe_key("decode", train, digest)
 
 
 def _pick_reference(cfg: DecodeConfig, recorded: list[Population], models: list[str]) -> str:
@@ -111,10 +122,13 @@ def _pick_reference(cfg: DecodeConfig, recorded: list[Population], models: list[
                           "model was given (--models)")
 
 
-def _common(run_id: str, dataset, pop: Population, reference: str, decode_key: str,
-            cfg: DecodeConfig, train: str) -> dict:
+def _common(run_id: str, dataset, pop: Population, decode_key: str, cfg: DecodeConfig,
+            train: str) -> dict:
+    """Fields of every row of a population's units. Nothing here depends on the run's
+    reference or other populations: a unit is shared by every run with the same stimuli,
+    settings and population (``region`` is empty for a model population)."""
     return {"run_id": run_id, "dataset": dataset.name,
-            "region": pop.region if pop.kind == "recorded" else reference,
+            "region": pop.region if pop.kind == "recorded" else "",
             "model": pop.model, "source": pop.source, "weights": pop.weights, "layer": pop.layer,
             "relative_depth": pop.relative_depth, "reduction": pop.reduction, "method": METHOD,
             "metric": METRIC, "ceiling": float("nan"), "split": "2afc-seeded",
@@ -141,11 +155,12 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
             specs.append(s)
     models = [str(s) for s in specs]
     layers = resolve_layers(models, cfg.layers)
+    described = {m: describe_layer(s, layers[m], cfg) for m, s in zip(models, specs)}  # checks first
     recorded = recorded_populations(dataset, cfg)
     reference = _pick_reference(cfg, recorded, models)
     store = ResultStore(cfg.out)
     fingerprint = dataset.fingerprint()
-    key = _decode_key(dataset.name, fingerprint, cfg, train, tests)
+    key = _decode_key(_stimuli_digest(dataset), cfg, train, tests)
     manifest = {"run_id": run_id, "kind": "decode", "config": cfg.to_dict(), "data_uri": cfg.data,
                 "dataset": dataset.name, "dataset_fingerprint": fingerprint, "decode_key": key,
                 "train_domain": train, "test_domains": tests, "classes": splits.classes,
@@ -173,7 +188,7 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
     counts = {"written": 0, "skipped": 0}
 
     def submit(pop: Population, ks: list[int]) -> None:
-        common = _common(run_id, dataset, pop, reference, key, cfg, train)
+        common = _common(run_id, dataset, pop, key, cfg, train)
         jobs = []
         for k in ks:
             uk = safe_key(key, pop.name, pop.layer, k, pop.key)
@@ -197,7 +212,8 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
         for pop in recorded:
             add(pop)
         for spec in specs:  # decoding of earlier populations runs while this one extracts
-            add(model_population(spec, layers[str(spec)], dataset, cfg, store, cache))
+            add(model_population(spec, layers[str(spec)], dataset, cfg, store, cache,
+                                 described[str(spec)]))
         runner.wait()
         scores = _read(store, key, pops)
         curve = analysis.curves(scores)
@@ -228,29 +244,42 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
     tests_df = analysis.model_tests(matched, reference, others)
     fits = analysis.log_fits(curve)
     extra = analysis.extrapolations(scaling, fits, summary, reference)
+    # the analysis depends on the populations and the reference: its own folder
+    analysis_id = safe_key(_short(reference), hashlib.sha256(canonical_json(
+        {"populations": sorted(p.key for p in pops.values()), "reference": reference,
+         "reference_accuracy": cfg.reference_accuracy}).encode()).hexdigest()[:12])
+    tables_dir = f"{base}/{analysis_id}"
     tables = {"curves": curve, "scaling": scaling, "matched": matched, "tests": tests_df,
               "logfit": fits, "extrapolation": extra}
     for name, df in tables.items():
-        store.put_bytes(f"{base}/{name}.csv", df.to_csv(index=False).encode())
+        store.put_bytes(f"{tables_dir}/{name}.csv", df.to_csv(index=False).encode())
     plots = {}
     if cfg.plot and len(curve):
         from .plots import plot_domains, plot_units
 
-        store.put_bytes("plots/decode-domains.png", plot_domains(matched, reference, splits.domains))
-        store.put_bytes("plots/decode-units.png", plot_units(curve, scaling, fits, reference, ref_acc))
-        plots = {n: store.uri_of("plots", f"decode-{n}.png") for n in ("domains", "units")}
+        figs = {"domains": plot_domains(matched, reference, splits.domains),
+                "units": plot_units(curve, scaling, fits, reference, ref_acc)}
+        for name, png in figs.items():  # the latest run's under plots/, each analysis' with it
+            store.put_bytes(f"{tables_dir}/decode-{name}.png", png)
+            store.put_bytes(f"plots/decode-{name}.png", png)
+        plots = {n: store.uri_of("plots", f"decode-{n}.png") for n in figs}
     written, skipped = counts["written"], counts["skipped"]
     info = {"seconds": round(time.time() - t0, 3), "units_written": written,
             "units_skipped": skipped, "reference": reference, "reference_accuracy": ref_acc,
             "reference_measured_accuracy": measured, "train_domain": train, "test_domains": tests,
             "classes": splits.classes, "populations": {n: p.size for n, p in pops.items()}}
-    store.put_json(f"{base}/summary.json", info)
+    info["tables"] = store.uri_of(tables_dir)
+    store.put_json(f"{tables_dir}/summary.json", info)
     manifest.update(finished_at=pd.Timestamp.now("UTC").isoformat(), summary=info)
     store.write_manifest(run_id, manifest)
     log.info("decode %s done in %.1f s: %d units decoded, %d already done; tables in %s",
-             run_id, info["seconds"], written, skipped, store.uri_of(base))
+             run_id, info["seconds"], written, skipped, info["tables"])
     return DecodeResult(run_id, cfg.out, key, scores, scaling, matched, tests_df, fits, extra,
                         reference, ref_acc, written, skipped, plots, info)
+
+
+def _short(name: str) -> str:
+    return name.split(":", 1)[-1].split("@")[0] + ("-random" if "@random" in name else "")
 
 
 def _read(store: ResultStore, key: str, pops: dict[str, Population]) -> pd.DataFrame:
