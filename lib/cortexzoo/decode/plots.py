@@ -38,7 +38,7 @@ def plot_domains(matched: pd.DataFrame, reference: str, domains: list[str]) -> b
     unit draws). Chance is 0.5."""
     plt = _plt()
     pops = [reference] + [p for p in dict.fromkeys(matched["population"]) if p != reference]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.75 * len(domains) * max(1, len(pops)) ** 0.5 + 3), 3.8))
+    fig, ax = plt.subplots(figsize=(min(13.0, max(6.0, 0.45 * len(domains) * max(1, len(pops)) ** 0.5 + 3)), 4.2))
     width = 0.8 / max(1, len(pops))
     x = np.arange(len(domains))
     for i, pop in enumerate(pops):
@@ -55,8 +55,9 @@ def plot_domains(matched: pd.DataFrame, reference: str, domains: list[str]) -> b
     ax.set_ylabel("2AFC accuracy")
     lo = float(np.nanmin(matched["value"] - matched["std"])) if len(matched) else 0.5
     ax.set_ylim(min(0.45, lo - 0.02), 1.0)
-    ax.legend(fontsize=7, loc="upper right", ncol=2)
-    ax.set_title("accuracy per domain at matched unit counts", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=min(4, len(pops)),
+              frameon=False)
+    ax.set_ylim(ax.get_ylim()[0], 1.0)
     fig.tight_layout()
     return _png(fig, plt)
 
@@ -99,23 +100,25 @@ def plot_units(curve: pd.DataFrame, scaling: pd.DataFrame, fits: pd.DataFrame, r
         xmax = max(xmax, float(xs.max()))
         a2.plot(xs, c["ood_mean"], "o-", ms=3, color=colors[r.population], label=_short(r.population))
         a2.fill_between(xs, c["ood_mean"] - c["ood_sd"], c["ood_mean"] + c["ood_sd"],
-                        color=colors[r.population], alpha=0.12, lw=0)
+                        color=colors[r.population], alpha=0.07, lw=0)
     if len(ref):
         a2.plot(ref["k_units"], ref["ood_mean"], "o-", ms=3, color="0.3", label=f"{_short(reference)}")
         a2.fill_between(ref["k_units"], ref["ood_mean"] - ref["ood_sd"], ref["ood_mean"] + ref["ood_sd"],
-                        color="0.3", alpha=0.12, lw=0)
+                        color="0.3", alpha=0.07, lw=0)
         f = fits[(fits["population"] == reference) & (fits["accuracy"] == "ood_mean")]
         if len(f) and xmax > float(ref["k_units"].max()):
             xs = np.geomspace(float(ref["k_units"].max()), xmax, 30)
-            a2.plot(xs, log_law(xs, float(f["a"].iloc[0]), float(f["b"].iloc[0])), "--", color="0.3",
-                    lw=1.2, label=f"{_short(reference)}: {float(f['a'].iloc[0]):.3f} log(n) + "
-                                  f"{float(f['b'].iloc[0]):.3f}")
+            law = np.minimum(log_law(xs, float(f["a"].iloc[0]), float(f["b"].iloc[0])), 1.0)
+            a2.plot(xs, law, "--", color="0.3", lw=1.2,
+                    label=f"{_short(reference)}: {float(f['a'].iloc[0]):.3f} log(n) + "
+                          f"{float(f['b'].iloc[0]):.3f} (capped at 1)")
     a2.axhline(0.5, color="0.5", lw=0.8, ls=":")
     a2.set_xscale("log")
     a2.set_xlabel("reference sites (model units / units per site; log scale)")
     a2.set_ylabel("mean out-of-domain 2AFC accuracy")
     a2.set_title("B  out of domain, unit counts in site equivalents", fontsize=9)
-    a2.legend(fontsize=7, loc="lower right")
+    a2.set_ylim(top=1.02)
+    a2.legend(fontsize=7, loc="upper left")
     a2.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return _png(fig, plt)
