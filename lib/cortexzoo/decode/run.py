@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.cache_key import canonical_json, safe_key
+from ..core.uri import normalize_uri
 from ..data import load_dataset
 from ..features.cache import FeatureCache
 from ..store import ResultStore, package_versions
@@ -158,7 +159,7 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
     described = {m: describe_layer(s, layers[m], cfg) for m, s in zip(models, specs)}  # checks first
     recorded = recorded_populations(dataset, cfg)
     reference = _pick_reference(cfg, recorded, models)
-    store = ResultStore(cfg.out)
+    store = ResultStore(normalize_uri(cfg.out))  # absolute: Ray tasks write to it from anywhere
     fingerprint = dataset.fingerprint()
     key = _decode_key(_stimuli_digest(dataset), cfg, train, tests)
     manifest = {"run_id": run_id, "kind": "decode", "config": cfg.to_dict(), "data_uri": cfg.data,
