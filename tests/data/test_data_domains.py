@@ -255,3 +255,13 @@ def test_clear_errors(tmp_path):
     make_domain_set(src, str(tmp_path / "o"), domains=["grayscale"], size=32, progress=False)
     with pytest.raises(DatasetError, match="already exists"):
         make_domain_set(src, str(tmp_path / "o"), domains=["grayscale"], size=32, progress=False)
+
+
+def test_writes_a_set_to_object_storage(tmp_path, s3_bucket):
+    src = photo_folder(tmp_path / "src")
+    uri = make_domain_set(src, f"{s3_bucket}/sets/photos", domains=["outline", "mosaic"], size=32,
+                          progress=False)
+    ds = load_dataset(uri)
+    assert uri.startswith("s3://") and ds.n_stimuli == 3 * 7
+    img = ds.read_image(int(np.flatnonzero(ds.stimuli["domain"] == "mosaic")[0]))
+    assert img.size == (32, 32)
