@@ -19,6 +19,28 @@ def cmd_data_planted(args) -> int:
     return 0
 
 
+def cmd_data_domains(args) -> int:
+    import json
+
+    from ..data.domains import make_domain_set
+    from ._util import csv_list
+
+    params = json.loads(args.params) if args.params else None
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"--params must be a JSON object of domain -> parameters, got {args.params!r}")
+    uri = make_domain_set(args.src, args.out, domains=csv_list(args.domains), size=args.size,
+                          variants=args.variants, seed=args.seed, source_domain=args.source_domain,
+                          params=params, name=args.name, overwrite=args.overwrite,
+                          workers=args.workers, progress=not args.quiet)
+    from ..data import load_dataset
+
+    ds = load_dataset(uri)
+    counts = ds.stimuli.groupby("domain").size()
+    print(f"{uri}: {ds.n_stimuli} images, {ds.stimuli['category'].nunique()} categories, "
+          f"{len(counts)} domains ({', '.join(f'{d} {n}' for d, n in counts.items())})")
+    return 0
+
+
 def cmd_data_validate(args) -> int:
     from ..data import DatasetError, load_dataset
     from ..data.validate import check_image_contents
@@ -29,6 +51,10 @@ def cmd_data_validate(args) -> int:
         if bad:
             raise DatasetError(f"{args.uri}: {len(bad)} of {ds.n_stimuli} stimulus image(s) "
                                "cannot be used:\n  - " + "\n  - ".join(bad))
+    if ds.responses is None and ds.rdms is None:
+        print(f"{args.uri}: ok (a stimulus set: {ds.n_stimuli} stimuli, no recordings, "
+              f"fingerprint {ds.fingerprint()[:12]})")
+        return 0
     kind = "responses" if ds.responses is not None else "RDMs only"
     print(f"{args.uri}: ok ({ds.n_stimuli} stimuli, {ds.n_neuroids} neuroids, {kind}, "
           f"regions {ds.regions}, fingerprint {ds.fingerprint()[:12]})")
@@ -51,6 +77,23 @@ def register(sub) -> None:
     dp.add_argument("--n-reps", type=int, default=4)
     dp.add_argument("--seed", type=int, default=0)
     dp.set_defaults(func=cmd_data_planted)
+    dd = d.add_parser("domains", help="render a categorized image set in many image domains "
+                      "(grayscale, lines, silhouette, outline, mosaic, painting, ...) for decoding")
+    dd.add_argument("src", help="a dataset folder with a 'category' column, or a folder with one "
+                    "sub-folder of images per category")
+    dd.add_argument("out", help="the stimulus set folder to write")
+    dd.add_argument("--domains", help="comma-separated domains (default: all 13; photo is always made)")
+    dd.add_argument("--size", type=int, default=224, help="side of the square images (224)")
+    dd.add_argument("--variants", type=int, default=1,
+                    help="crops per source image (1: the centred square only)")
+    dd.add_argument("--seed", type=int, default=0)
+    dd.add_argument("--source-domain", default="photo", help="label of the unmodified images")
+    dd.add_argument("--params", help='JSON parameter overrides, e.g. \'{"noise": {"sigma": 0.1}}\'')
+    dd.add_argument("--name", help="dataset name (default: <source>-domains)")
+    dd.add_argument("--workers", type=int, default=1, help="rendering processes")
+    dd.add_argument("--overwrite", action="store_true")
+    dd.add_argument("--quiet", action="store_true")
+    dd.set_defaults(func=cmd_data_domains)
     dv = d.add_parser("validate", help="check a dataset folder")
     dv.add_argument("uri")
     dv.add_argument("--no-decode", action="store_true",

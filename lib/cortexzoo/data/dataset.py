@@ -30,7 +30,7 @@ from .folder import (DATASET_JSON, FILES, IMAGES_DIR, NEUROID_COLUMNS, NEUROIDS,
                      RESPONSES, STIMULI,
                      escapes, image_sizes, is_absolute, join)
 from .errors import DatasetError, format_items
-from .validate import _check_images, _raise_problems, validate_dataset
+from .validate import _check_images, _raise_problems, is_stimulus_set, validate_dataset
 from .images import decode_image, encode_image, read_images
 
 _FINGERPRINT_VERSION = b"cortexzoo-dataset-fingerprint-v1"
@@ -43,6 +43,7 @@ __all__ = [
     "validate_dataset",
     "normalize_uri",
     "FILES",
+    "is_stimulus_set",
 ]
 
 @dataclass
@@ -325,20 +326,23 @@ def load_dataset(uri: str, validate: bool = True) -> NeuralDataset:
         present = {posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)}
     except (FileNotFoundError, NotADirectoryError):
         raise DatasetError(f"dataset folder {uri!r} does not exist") from None
-    # neuroids.parquet describes the responses' columns: an RDM-only folder needs none
+    meta = None
+    if DATASET_JSON in present:
+        try:
+            meta = json.loads(fs.cat_file(join(root, DATASET_JSON)).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DatasetError(f"{join(uri, DATASET_JSON)!r} is not valid JSON: {e}") from e
+    # neuroids.parquet describes the responses' columns: RDM-only folders and stimulus
+    # sets need none
     need = (DATASET_JSON, STIMULI) + ((NEUROIDS,) if RESPONSES in present else ())
     missing = [f for f in need if f not in present]
-    if RESPONSES not in present and RDMS not in present:
+    if RESPONSES not in present and RDMS not in present and not is_stimulus_set(meta):
         missing.append(f"{RESPONSES} (or {RDMS} with {RDM_TABLE})")
     if (RDMS in present) != (RDM_TABLE in present):
         missing.append(RDM_TABLE if RDMS in present else RDMS)
     if missing:
         raise DatasetError(f"dataset folder {uri!r} lacks required file(s): "
                            f"{format_items(missing)} (has {format_items(sorted(present))})")
-    try:
-        meta = json.loads(fs.cat_file(join(root, DATASET_JSON)).decode("utf-8"))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise DatasetError(f"{join(uri, DATASET_JSON)!r} is not valid JSON: {e}") from e
     stimuli = _ids_as_str(_read_parquet(fs, join(root, STIMULI)), "stimulus_id")
     neuroids = (_ids_as_str(_read_parquet(fs, join(root, NEUROIDS)), "neuroid_id")
                 if NEUROIDS in present else empty_neuroids())

@@ -15,14 +15,21 @@ from .folder import (DATASET_JSON, NEUROID_COLUMNS, NEUROIDS, RDM_COLUMNS, RDM_T
 if TYPE_CHECKING:
     from .dataset import NeuralDataset
 
-__all__ = ["validate_dataset", "check_image_contents"]
+__all__ = ["validate_dataset", "check_image_contents", "is_stimulus_set"]
+
+
+def is_stimulus_set(meta) -> bool:
+    """True when dataset.json marks the folder as stimuli alone (no recordings): model-only
+    analyses such as out-of-domain decoding run on it; ``neuroids.parquet`` is then empty."""
+    return isinstance(meta, Mapping) and meta.get("stimulus_set") is True
 
 def validate_dataset(ds: NeuralDataset, check_images: bool = True) -> None:
     """Check a dataset's structure and content; raise DatasetError listing every problem.
 
     Checked: dataset.json has a non-empty `name`; required table columns exist and
     hold no nulls; stimulus, neuroid and rdm ids are unique (duplicates are named);
-    at least one of responses/rdms is present; responses are float, 3-D and match the
+    at least one of responses/rdms is present (neither, exactly when dataset.json has
+    ``"stimulus_set": true``: a stimulus set for model-only analyses); responses are float, 3-D and match the
     two tables' lengths; no neuroid is all-NaN (named); no stimulus is all-NaN for
     every neuroid and repetition (named; an error, because such a stimulus has no
     mapping target and would poison every mean and regression); no infinite values;
@@ -57,8 +64,12 @@ def validate_dataset(ds: NeuralDataset, check_images: bool = True) -> None:
             problems.append(f"{len(escaping)} image path(s) escape the dataset folder "
                             f"(relative paths must stay inside it): {format_items(escaping)}")
 
-    if ds.responses is None and ds.rdms is None:
-        problems.append(f"the dataset has neither {RESPONSES} nor {RDMS}")
+    if ds.responses is None and ds.rdms is None and not is_stimulus_set(ds.meta):
+        problems.append(f"the dataset has neither {RESPONSES} nor {RDMS} (a folder of stimuli "
+                        f"alone says so with \"stimulus_set\": true in {DATASET_JSON})")
+    if is_stimulus_set(ds.meta) and (ds.responses is not None or ds.rdms is not None):
+        problems.append(f"{DATASET_JSON} says \"stimulus_set\": true, but the folder holds "
+                        f"{RESPONSES if ds.responses is not None else RDMS}")
     if ds.responses is not None:
         _check_responses(ds, stim_ok and neu_ok, problems)
     if ds.rdms is not None or ds.rdm_table is not None:

@@ -81,9 +81,24 @@ def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
         torch.from_numpy(values), size=(n_components, n_features))
 
 
+def unit_sample(n_units: int, n_keep: int, seed: int) -> np.ndarray:
+    """Sorted indices of ``n_keep`` of a layer's ``n_units`` units drawn uniformly without
+    replacement (all of them, in order, when ``n_keep >= n_units``). A unit is one entry of
+    the layer's flattened output: for a ``[C, H, W]`` map, channel ``i // (H * W)`` at
+    position ``i % (H * W)`` (row-major), so units are channels x positions."""
+    if n_keep >= n_units:
+        return np.arange(n_units, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_units, size=n_keep, replace=False)).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class ReductionConfig:
-    """How each layer is reduced: ``srp`` (default), ``gap`` (global average pool) or ``flatten``."""
+    """How each layer is reduced: ``srp`` (default), ``gap`` (global average pool),
+    ``flatten``, or ``units``: the layer's own units (channels x positions, flattened),
+    all of them up to ``n_components``, else a seeded uniform sample of ``n_components``
+    of them (:func:`unit_sample`, seeded per (model, layer)) chosen in the hook, so a
+    large layer never holds more than that many values per image."""
 
     method: str = "srp"
     n_components: int = DEFAULT_K
@@ -92,8 +107,9 @@ class ReductionConfig:
     max_flatten: int = 200_000
 
     def __post_init__(self):
-        if self.method not in ("srp", "gap", "flatten"):
-            raise ValueError(f"unknown reduction {self.method!r}; choose srp, gap or flatten")
+        if self.method not in ("srp", "gap", "flatten", "units"):
+            raise ValueError(f"unknown reduction {self.method!r}; choose srp, gap, flatten or "
+                             "units")
         if (not isinstance(self.n_components, int) or isinstance(self.n_components, bool)
                 or self.n_components < 1):
             raise ValueError(f"reduction n_components (--k) must be an integer >= 1, got "
@@ -103,6 +119,8 @@ class ReductionConfig:
     def name(self) -> str:
         if self.method == "srp":
             return f"srp{self.n_components}"
+        if self.method == "units":
+            return f"units{self.n_components}"
         return self.method
 
 
@@ -115,6 +133,7 @@ class LayerReducer:
         self.config, self.model_key, self.layer = config, model_key, layer
         self._matrix: torch.Tensor | None = None
         self._n_features: int | None = None
+        self._units: torch.Tensor | None = None
 
     @property
     def nbytes(self) -> int:
@@ -139,6 +158,12 @@ class LayerReducer:
                 raise ValueError(f"layer {self.layer!r} has {p} units, more than max_flatten="
                                  f"{cfg.max_flatten}; use reduction 'srp'")
             return flat.clone()  # a later in-place op (ReLU(inplace=True)) would change a view
+        if cfg.method == "units":
+            if self._units is None or self._n_features != p:
+                self._n_features = p
+                idx = unit_sample(p, cfg.n_components, layer_seed(cfg.seed, self.model_key, self.layer))
+                self._units = None if idx.size == p else torch.from_numpy(idx).to(flat.device)
+            return flat.clone() if self._units is None else flat.index_select(1, self._units)
         if self._n_features not in (None, p):
             raise ValueError(f"layer {self.layer!r} changed size from {self._n_features} to {p} "
                              "between batches (all stimuli must share one input size)")

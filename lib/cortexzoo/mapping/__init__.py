@@ -2,7 +2,9 @@
 
 Encoding models with a scikit-learn face (exact-LOO ridge, k-fold ridge, PCA-ridge,
 PLS, LOO ridge classifier) over backend-agnostic solvers (numpy or torch, CPU or CUDA),
-per-neuroid metrics, RSA, reliability / ceilings and statistics across models.
+per-neuroid metrics, RSA, reliability / ceilings, statistics across models and the
+decoding math of paper 001 (2AFC accuracy, a batched leave-one-out ridge classifier,
+matched unit counts, the log law; ``decode.py``, numpy only).
 
 Names are imported lazily: ``cortexzoo.mapping.metrics`` (and ``ceiled``) cost numpy
 only, and scikit-learn is imported with the estimators that need it.
@@ -23,6 +25,8 @@ _EXPORTS = {
     **{n: "rsa" for n in ("cka", "compare_rdms", "rdm", "rdm_ceiling", "score_rdms",
                           "upper_triangle")},
     "default_alphas": "solvers",
+    **{n: "decode" for n in ("RidgeClassifierFit", "fit_ridge_classifier", "log_fit", "log_law",
+                             "matched_units", "two_afc")},
     **{n: "stats" for n in ("PairedTTest", "TwoSampleTTest", "bootstrap_ci", "friedman_test",
                             "hedges_correction", "paired_ttest", "spearman_agreement",
                             "two_sample_ttest")},

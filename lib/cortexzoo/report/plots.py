@@ -25,7 +25,8 @@ def plot_depth(scores: pd.DataFrame, methods: tuple[str, ...] = ("ridge_gcv", "r
     import matplotlib.pyplot as plt
 
     methods = [m for m in methods if (scores["method"] == m).any()] or list(methods[:1])
-    regions = sorted(scores["region"].unique()) or ["(none)"]
+    # regions of the plotted methods only (decoding rows, for one, have regions of their own)
+    regions = sorted(scores.loc[scores["method"].isin(methods), "region"].unique()) or ["(none)"]
     fig, axes = plt.subplots(len(methods), len(regions), squeeze=False,
                              figsize=(5.5 * len(regions), 3.9 * len(methods)))
     archs = sorted({_base_name(m) for m in scores["model"].unique()})
