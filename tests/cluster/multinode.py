@@ -51,6 +51,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 WORK_TITLES = {
     # Ray Data's model actor while it runs a batch (MapWorker.submit)
     "scan": r"ray::MapWorker\(MapBatches\(_ModelActor\)\)\.submit",
+    # a (model, layer) scoring task (scan/workers.py names them)
+    "scan_scoring": r"ray::cortexzoo-score",
     "tune": r"ray::ImplicitFunc|ray::_trial",      # a function trainable's actor
     "twins": r"ray::RayTrainWorker",
 }
@@ -271,6 +273,26 @@ def scenario_scan(lc: LocalCluster, work: str) -> dict[str, Any]:
             "kill": killer.event, "killer_error": killer.error}
 
 
+def scenario_scan_scoring(lc: LocalCluster, work: str) -> dict[str, Any]:
+    """The same scan; the node dies while a (model, layer) scoring task runs on it."""
+    from cortexzoo.scan import run_scan
+
+    data = make_scan_dataset(os.path.join(work, "ds"))
+    out = os.path.join(work, "results")
+
+    def ready(node):
+        running = _matching(node, "scan_scoring")
+        return {"processes": running} if running else None
+
+    cfg = scan_config(data, out, "ray")
+    t0 = time.time()
+    with NodeKiller(lc, ready) as killer:
+        res = run_scan(cfg)
+    return {"seconds": time.time() - t0, "out": out, "data": data,
+            "written_units": res.written_units, "skipped_units": res.skipped_units,
+            "kill": killer.event, "killer_error": killer.error}
+
+
 TUNE_TRIALS, TUNE_EPOCHS, TUNE_GRACE = 4, 4, 2
 
 
@@ -381,7 +403,8 @@ def scenario_twins(lc: LocalCluster, work: str) -> dict[str, Any]:
             "kill": killer.event, "killer_error": killer.error}
 
 
-SCENARIOS = {"scan": scenario_scan, "tune": scenario_tune, "twins": scenario_twins}
+SCENARIOS = {"scan": scenario_scan, "scan_scoring": scenario_scan_scoring, "tune": scenario_tune,
+             "twins": scenario_twins}
 
 
 def main(argv: list[str]) -> int:

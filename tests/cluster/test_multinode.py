@@ -169,6 +169,29 @@ def test_scan_survives_worker_node_loss(cluster_run, tmp_path):
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_scan_survives_worker_node_loss_while_scoring(cluster_run, tmp_path):
+    """Scoring runs as Ray tasks on the workers: a node dies while one of them runs; the
+    lost unit is scored again (Ray retries the task) and every row is there exactly once,
+    equal to an uninterrupted in-process scan."""
+    from cortexzoo.scan import run_scan
+    from cortexzoo.store import ResultStore
+
+    r = _scenario(cluster_run, "scan_scoring")
+    scores = ResultStore(r["out"]).read_scores()
+    scores = scores[scores.model != "inter_animal"]
+    key = ["model", "layer", "region", "method", "metric", "split"]
+    assert not scores.duplicated(key).any(), scores[scores.duplicated(key, keep=False)][key]
+    ref = run_scan(multinode.scan_config(r["data"], str(tmp_path / "ref"), "local")).scores
+    ref = ref[ref.model != "inter_animal"]
+    a = scores.sort_values(key).reset_index(drop=True)
+    b = ref.sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[key], b[key])
+    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-5)
+    assert r["written_units"] == scores["unit_key"].nunique() and r["skipped_units"] == 0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_tune_campaign_survives_worker_node_loss(cluster_run):
     from cortexzoo.store import ResultStore
 

@@ -22,10 +22,6 @@ from .reduce import ReductionConfig
 
 log = logging.getLogger("cortexzoo")
 
-# Part of every feature cache key: bump when extraction changes the numbers.
-FEATURES_VERSION = "2"
-
-
 @dataclass
 class LayerFeatures:
     """Reduced features of one model on one stimulus set, stimulus order preserved."""
@@ -47,7 +43,9 @@ class _ModelActor:
     """Ray Data actor: loads the model once, reduces every requested layer per batch."""
 
     def __init__(self, spec: str, layers: list[str], reduction: ReductionConfig,
-                 threads: int = 1, cache_bytes: int = 256 << 20, preprocess=None):
+                 threads: int = 1, cache_bytes: int = 256 << 20, preprocess=None,
+                 cache=None, keys: dict[str, str] | None = None, minibatch: int = 16,
+                 gpu_fraction: float = 1.0):
         import torch
 
         from ..zoo import load_model
@@ -60,14 +58,28 @@ class _ModelActor:
         self.extractor = FeatureExtractor(model, layers, reduction, device=device,
                                           cache_bytes=cache_bytes)
         self.layers = layers
+        # writer mode: blocks go to the cache, only their names come back
+        self.cache, self.keys, self.minibatch = cache, keys, max(1, int(minibatch))
 
     def __call__(self, batch: dict) -> dict:
-        x = self.preprocess.normalize_uint8(batch["pixels"], self.device)
-        feats = self.extractor(x)
-        out = {"idx": np.asarray(batch["idx"])}
-        for j, name in enumerate(self.layers):
-            out[f"f{j}"] = feats[name]
-        return out
+        if self.cache is None:
+            x = self.preprocess.normalize_uint8(batch["pixels"], self.device)
+            feats = self.extractor(x)
+            out = {"idx": np.asarray(batch["idx"])}
+            for j, name in enumerate(self.layers):
+                out[f"f{j}"] = feats[name]
+            return out
+        idx = np.asarray(batch["idx"], dtype=np.int64)
+        pixels = batch["pixels"]
+        parts: dict[str, list[np.ndarray]] = {name: [] for name in self.layers}
+        for start in range(0, idx.size, self.minibatch):  # forward passes of bounded size
+            x = self.preprocess.normalize_uint8(pixels[start:start + self.minibatch], self.device)
+            for name, f in self.extractor(x).items():
+                parts[name].append(f)
+        chunk = None
+        for name in self.layers:
+            chunk = self.cache.put_block(self.keys[name], idx, np.concatenate(parts[name]))
+        return {"idx": idx, "chunk": np.full(idx.size, chunk)}
 
 
 def _resolve_layers(model, layers) -> list[str]:
@@ -141,32 +153,8 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
     layers = _resolve_layers(model, layers)
     n = dataset.n_stimuli
     plan = default_actor_plan(num_actors)
-    # glibc's per-thread arenas hold on to freed activation memory in long-lived actors.
-    runtime_env = {"env_vars": {"MALLOC_ARENA_MAX": "2", **worker_env()}}
-    ctx = ray.data.DataContext.get_current()
-    # Decoding is far faster than a big model on CPU: cap what waits in the object store.
-    ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
-        object_store_memory=object_store_bytes)
-    sids = dataset.stimuli["stimulus_id"].astype(str).tolist()
-    items = [{"idx": i, "uri": dataset.image_uri(i), "sid": sids[i]} for i in range(n)]
-    n_blocks = max(1, min(64, -(-n // batch_size)))
-    ds = ray.data.from_items(items, override_num_blocks=n_blocks)
-    from ..data.images import decode_crop_batch
-
-    # Decode tasks import neither torch nor the zoo (a worker with torch costs ~0.4 GB):
-    # they ship uint8 crops, and the actors normalize them.
-    ds = ds.map_batches(decode_crop_batch, fn_kwargs={"geometry": model.preprocess.geometry()},
-                        batch_size=batch_size, num_cpus=0.25,
-                        compute=ray.data.TaskPoolStrategy(size=max(1, plan["n"])),
-                        runtime_env=runtime_env)
-    ds = ds.map_batches(
-        _ModelActor,
-        fn_constructor_kwargs={"spec": str(model.spec), "layers": layers,
-                               "reduction": reduction, "threads": plan["threads"],
-                               "preprocess": model.preprocess},
-        batch_size=batch_size,
-        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan["n"]),
-        num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"], runtime_env=runtime_env)
+    ds = _pipeline(ray, dataset, model, layers, reduction, batch_size, plan, object_store_bytes,
+                   {}, batch_size)
     k = None
     feats: dict[str, np.ndarray] = {}
     seen = np.zeros(n, dtype=bool)
@@ -187,3 +175,67 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
                            f"pipeline (first: {missing[:5].tolist()})")
     return LayerFeatures(str(model.spec), feats, {n_: model.relative_depth[n_] for n_ in layers},
                          reduction.name, extra={"actors": plan})
+
+
+def _pipeline(ray, dataset, model, layers, reduction, batch_size, plan, object_store_bytes,
+              actor_kwargs: dict, actor_batch: int):
+    """The Ray Data plan: decode tasks (no torch) -> model actors."""
+    runtime_env = {"env_vars": {"MALLOC_ARENA_MAX": "2", **worker_env()}}
+    ctx = ray.data.DataContext.get_current()
+    # Decoding is far faster than a big model on CPU: cap what waits in the object store.
+    ctx.execution_options.resource_limits = ctx.execution_options.resource_limits.copy(
+        object_store_memory=object_store_bytes)
+    n = dataset.n_stimuli
+    sids = dataset.stimuli["stimulus_id"].astype(str).tolist()
+    items = [{"idx": i, "uri": dataset.image_uri(i), "sid": sids[i]} for i in range(n)]
+    n_blocks = max(1, min(64, -(-n // batch_size)))
+    ds = ray.data.from_items(items, override_num_blocks=n_blocks)
+    from ..data.images import decode_crop_batch
+
+    ds = ds.map_batches(decode_crop_batch, fn_kwargs={"geometry": model.preprocess.geometry()},
+                        batch_size=batch_size, num_cpus=0.25,
+                        compute=ray.data.TaskPoolStrategy(size=max(1, plan["n"])),
+                        runtime_env=runtime_env)
+    return ds.map_batches(
+        _ModelActor,
+        fn_constructor_kwargs={"spec": str(model.spec), "layers": layers,
+                               "reduction": reduction, "threads": plan["threads"],
+                               "preprocess": model.preprocess, **actor_kwargs},
+        batch_size=actor_batch,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=plan["n"]),
+        num_cpus=plan["num_cpus"], num_gpus=plan["num_gpus"], runtime_env=runtime_env)
+
+
+def extract_to_cache(dataset, model, keys: dict[str, str], reduction: ReductionConfig, cache,
+                     batch_size: int = 16, chunk: int = 256, num_actors: int | None = None,
+                     plan: dict | None = None, progress: bool = True,
+                     object_store_bytes: int = 256 << 20) -> None:
+    """Extract with Ray Data straight into the feature cache (``ray.init`` first).
+
+    Each model actor reduces a chunk of ``chunk`` stimuli (forward passes of
+    ``batch_size``) and writes one block per layer to ``cache`` under ``keys[layer]``;
+    the driver receives only the chunks' row indices and names, never features, and
+    marks each layer complete once every stimulus is covered. ``model`` is a
+    description (the actors load the weights)."""
+    import ray
+
+    layers = list(keys)
+    plan = plan or default_actor_plan(num_actors)
+    n = dataset.n_stimuli
+    chunk = max(batch_size, min(int(chunk), n))
+    ds = _pipeline(ray, dataset, model, layers, reduction, batch_size, plan, object_store_bytes,
+                   {"cache": cache, "keys": keys, "minibatch": batch_size}, chunk)
+    seen = np.zeros(n, dtype=bool)
+    blocks: set[str] = set()
+    with Progress(n, f"{model.spec} features", unit="img", enabled=progress) as bar:
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            idx = np.asarray(batch["idx"], dtype=np.int64)
+            blocks.update(str(c) for c in np.unique(batch["chunk"]))
+            seen[idx] = True
+            bar.update(len(idx))
+    if not seen.all():
+        missing = np.flatnonzero(~seen)
+        raise RuntimeError(f"{model.spec}: {missing.size} stimuli never came back from the "
+                           f"pipeline (first: {missing[:5].tolist()})")
+    for name in layers:
+        cache.complete(keys[name], sorted(blocks))

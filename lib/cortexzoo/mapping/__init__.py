@@ -23,7 +23,7 @@ _EXPORTS = {
     **{n: "metrics" for n in ("aggregate", "explained_variance", "pearson_r",
                               "neuroid_metrics", "chunked_pearson", "overall_pearson")},
     **{n: "rsa" for n in ("cka", "compare_rdms", "rdm", "rdm_ceiling", "score_rdms",
-                          "upper_triangle")},
+                          "upper_triangle", "rdm_pearson", "RDMFactor")},
     "default_alphas": "solvers",
     **{n: "decode" for n in ("RidgeClassifierFit", "fit_ridge_classifier", "log_fit", "log_law",
                              "matched_units", "two_afc")},

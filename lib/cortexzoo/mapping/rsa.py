@@ -6,7 +6,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["rdm", "compare_rdms", "score_rdms", "rdm_ceiling", "cka", "upper_triangle",
-           "RSAInputError"]
+           "rdm_pearson", "RDMFactor", "RSAInputError"]
 
 
 class RSAInputError(ValueError):
@@ -119,3 +119,65 @@ def cka(X: Any, Y: Any) -> float:
     yy = np.linalg.norm(Yc.T @ Yc)
     den = xx * yy
     return float(xy / den) if den > 0 else float("nan")
+
+
+class RDMFactor:
+    """The correlation-distance RDM of ``X`` [n, p] kept as its factor: the rows of ``X``
+    centered and scaled to unit norm (``Z``), so that ``RDM = 1 - Z Z^T``, plus the sums
+    the Pearson comparison of two RDMs needs. O(n p) memory where the RDM is O(n^2):
+    10,000 stimuli make an 800 MB RDM and a 80 MB factor at p = 1000.
+
+    Rows with no variance (their correlations are undefined, NaN in :func:`rdm`) are
+    marked in ``valid``; comparisons drop every pair that involves one, as
+    :func:`compare_rdms` drops NaN entries."""
+
+    def __init__(self, X: Any):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 2:
+            raise RSAInputError(f"X must be [n_stimuli >= 2, n_features >= 2], got shape {X.shape}")
+        if not np.isfinite(X).all():
+            rows = np.where(~np.isfinite(X).all(1))[0]
+            raise RSAInputError(f"X has NaN/inf in stimuli (rows) {rows[:10].tolist()}")
+        Xc = X - X.mean(1, keepdims=True)
+        norms = np.sqrt((Xc ** 2).sum(1))
+        self.valid = norms > 0
+        self.Z = np.zeros_like(Xc)
+        self.Z[self.valid] = Xc[self.valid] / norms[self.valid, None]
+        self.n = X.shape[0]
+
+    def restricted(self, keep: np.ndarray) -> np.ndarray:
+        return self.Z[keep]
+
+
+def _gram_sq(Z: np.ndarray) -> float:
+    """||Z Z^T||_F^2 through the smaller of the two Gram matrices."""
+    G = Z.T @ Z if Z.shape[1] <= Z.shape[0] else Z @ Z.T
+    return float((G * G).sum())
+
+
+def rdm_pearson(a: "RDMFactor | Any", b: "RDMFactor | Any") -> float:
+    """Pearson r between the upper triangles of the correlation-distance RDMs of ``a``
+    and ``b`` (arrays [n, p] and [n, q], or :class:`RDMFactor`), without forming either
+    RDM: with A = Z_a Z_a^T (so RDM = 1 - A) and over the N = n(n-1)/2 pairs i < j,
+    sum A_ij = (|sum_i z_i|^2 - n) / 2, sum A_ij^2 = (|Z_a^T Z_a|_F^2 - n) / 2 and
+    sum A_ij B_ij = (|Z_a^T Z_b|_F^2 - n) / 2 (the diagonals are 1), which give the
+    correlation exactly. Equal to ``compare_rdms(rdm(a), rdm(b), "pearson")`` (tested);
+    O(n p q) time and O(n (p + q)) memory instead of O(n^2)."""
+    fa = a if isinstance(a, RDMFactor) else RDMFactor(a)
+    fb = b if isinstance(b, RDMFactor) else RDMFactor(b)
+    if fa.n != fb.n:
+        raise RSAInputError(f"the RDMs differ in size: {fa.n} vs {fb.n} stimuli")
+    keep = fa.valid & fb.valid
+    Za, Zb = fa.restricted(keep), fb.restricted(keep)
+    n = Za.shape[0]
+    if n < 3:
+        return float("nan")
+    N = n * (n - 1) / 2.0
+    sa, sb = Za.sum(0), Zb.sum(0)
+    SA, SB = (sa @ sa - n) / 2.0, (sb @ sb - n) / 2.0
+    SAA, SBB = (_gram_sq(Za) - n) / 2.0, (_gram_sq(Zb) - n) / 2.0
+    C = Za.T @ Zb
+    SAB = (float((C * C).sum()) - n) / 2.0
+    va, vb = SAA - SA * SA / N, SBB - SB * SB / N
+    den = np.sqrt(va * vb) if va > 0 and vb > 0 else 0.0
+    return float((SAB - SA * SB / N) / den) if den > 0 else float("nan")

@@ -1,10 +1,22 @@
 """Zoo scans: orchestration of extraction, scoring and the result store.
 
 :mod:`.config` (what a scan is asked), :mod:`.run` (the scan of many models),
-:mod:`.model` (one model's units), :mod:`.plan` (actor sizing), :mod:`.scoring`
-(a layer's scores against a dataset), :mod:`.planted` (recordings with a known truth).
+:mod:`.model` (one model's units), :mod:`.plan` (the resource plan), :mod:`.workers`
+(scoring tasks on the workers), :mod:`.scoring` (a layer's scores against a dataset),
+:mod:`.planted` (recordings with a known truth). Names are imported lazily, so that a
+scoring task (which needs :mod:`.workers` only) does not import the model zoo and torch.
 """
-from .config import EMBEDDED, ScanConfig, default_models
-from .run import ScanFailed, ScanResult, run_scan
+from __future__ import annotations
 
-__all__ = ["EMBEDDED", "ScanConfig", "ScanFailed", "ScanResult", "default_models", "run_scan"]
+import importlib
+from typing import Any
+
+_EXPORTS = {"EMBEDDED": "config", "ScanConfig": "config", "default_models": "config",
+            "ScanFailed": "run", "ScanResult": "run", "run_scan": "run"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -56,6 +56,10 @@ class ScanConfig:
     run_id: str | None = None
     max_concurrent_models: int = 1  # models extracted and scored at once (driver threads)
     compact: bool = True  # at the end, move the run's unit files into a few large files
+    # Ray engine: "workers" scores each unit in a Ray task beside the extraction of the
+    # next model (GPU solver where the cluster has GPUs); "driver" scores in this process
+    score_on: str = "workers"
+    chunk: int = 256  # stimuli per feature block a model actor writes (workers mode)
 
     def __post_init__(self):
         if self.engine not in ("ray", "local"):
@@ -66,7 +70,9 @@ class ScanConfig:
                              f"{self.max_concurrent_models!r}")
         if self.stimulus not in STIMULUS_MODES:
             raise ValueError(f"stimulus must be one of {STIMULUS_MODES}, got {self.stimulus!r}")
-        for key in ("batch_size", "num_actors", "input_size"):
+        if self.score_on not in ("workers", "driver"):
+            raise ValueError(f"score_on must be 'workers' or 'driver', got {self.score_on!r}")
+        for key in ("batch_size", "num_actors", "input_size", "chunk"):
             v = getattr(self, key)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ValueError(f"{key} must be an integer >= 1, got {v!r}")

@@ -7,18 +7,18 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from ..core import cache_key
 from ..core.progress import Progress
 from ..core.raysetup import init_ray
 from ..features.cache import FeatureCache
-from ..features.pipeline import extract_local, extract_ray
-from ..store import ResultStore, make_score_rows, safe_key
+from ..features.pipeline import extract_local, extract_ray, extract_to_cache
+from ..store import ResultStore, safe_key
 from ..zoo import ModelSpec, describe_model
 from ..zoo.weights import weights_identity
 from .config import ScanConfig
-from .scoring import DatasetTargets, score_layer
+from .scoring import DatasetTargets
+from .workers import write_unit
 
 __all__ = ["ModelOutcome", "ModelPlan", "plan_model", "scan_model", "cached_features", "describe"]
 
@@ -33,6 +33,7 @@ class ModelOutcome:
     started: float = 0.0  # wall-clock (time.time()) start and end of this model's work
     ended: float = 0.0
     units: list[str] = field(default_factory=list)  # every unit key of the model
+    timing: dict = field(default_factory=dict)   # seconds by phase (extraction, scoring tasks)
 
 
 def _layers(spec: ModelSpec, cfg: ScanConfig, store: ResultStore):
@@ -87,8 +88,14 @@ def plan_model(spec: ModelSpec, cfg: ScanConfig, store: ResultStore, scan_key: s
 
 def scan_model(spec: ModelSpec, cfg: ScanConfig, dataset, targets: DatasetTargets,
                store: ResultStore, scan_key: str, done: set, run_id: str,
-               cache: FeatureCache, num_actors: int | None = None) -> ModelOutcome:
-    """Extract (or reuse cached features) and score every missing unit of one model."""
+               cache: FeatureCache, num_actors: int | None = None,
+               workers: dict | None = None) -> ModelOutcome:
+    """Extract (or reuse cached features) and score every missing unit of one model.
+
+    With the Ray engine and ``score_on="workers"`` (``workers`` holds the resource plan,
+    the targets' object reference and the scoring pool), the units are handed to the
+    pool's tasks and not waited for: the outcome's ``written`` and ``rows`` are counted
+    when they end (see :func:`cortexzoo.scan.run.run_scan`)."""
     t0 = time.time()
     name = str(spec)
     plan = plan_model(spec, cfg, store, scan_key, done)
@@ -98,10 +105,21 @@ def scan_model(spec: ModelSpec, cfg: ScanConfig, dataset, targets: DatasetTarget
         return ModelOutcome(skipped=len(names), started=t0, ended=time.time(),
                             units=list(plan.units.values()))
 
+    common = dict(run_id=run_id, dataset=dataset.name, model=name, source=spec.source,
+                  weights=spec.weights, reduction=cfg.reduction.name, split="loo",
+                  seed=spec.seed, n_stimuli=dataset.n_stimuli, scan_key=scan_key,
+                  stimulus=cfg.stimulus, weights_id=plan.model_id.split("|", 1)[1],
+                  preprocessing=json.dumps(plan.preprocessing, sort_keys=True))
+    neuroid_meta = dict(run_id=run_id, dataset=dataset.name, scan_key=scan_key, model=name)
+    keys = {n: cache.key(plan.model_id, n, cfg.reduction, plan.preprocessing) for n in todo}
+    if cfg.engine == "ray" and cfg.score_on == "workers":
+        return _scan_model_on_workers(spec, cfg, dataset, plan, keys, cache, common,
+                                      neuroid_meta, store, workers, t0)
+
     feats: dict[str, np.ndarray] = {}
     if cfg.cache_features:
         for n in todo:
-            arr = cache.get(plan.model_id, n, cfg.reduction, plan.preprocessing)
+            arr = cache.read(keys[n])
             if arr is not None:
                 feats[n] = arr
     need = [n for n in todo if n not in feats]
@@ -123,27 +141,35 @@ def scan_model(spec: ModelSpec, cfg: ScanConfig, dataset, targets: DatasetTarget
             if cfg.cache_features:
                 cache.put(plan.model_id, n, cfg.reduction, plan.preprocessing, feats[n])
 
-    common = dict(run_id=run_id, dataset=dataset.name, model=name, source=spec.source,
-                  weights=spec.weights, reduction=cfg.reduction.name, split="loo",
-                  seed=spec.seed, n_stimuli=dataset.n_stimuli, scan_key=scan_key,
-                  stimulus=cfg.stimulus, weights_id=plan.model_id.split("|", 1)[1],
-                  preprocessing=json.dumps(plan.preprocessing, sort_keys=True))
     n_rows = 0
     with Progress(len(todo), f"{name} scoring", unit="layer", enabled=cfg.progress) as bar:
         for n in todo:
-            rows, per = score_layer(feats.pop(n), targets, cfg.scoring)
-            for r in rows:
-                r.update(layer=n, relative_depth=float(plan.depth[n]), unit_key=plan.units[n])
-            table = make_score_rows(common, rows)
-            neuroids = None
-            if per:
-                neuroids = pd.concat([pd.DataFrame(b) for b in per], ignore_index=True).assign(
-                    run_id=run_id, dataset=dataset.name, scan_key=scan_key, model=name, layer=n)
-            store.write_scores(table, plan.units[n], neuroids=neuroids)
-            n_rows += len(table)
+            n_rows += write_unit(feats.pop(n), targets, cfg.scoring, store, plan.units[n],
+                                 common, n, plan.depth[n], neuroid_meta)
             bar.update(1, postfix=n)
     return ModelOutcome(written=len(todo), skipped=len(names) - len(todo), rows=n_rows,
                         started=t0, ended=time.time(), units=list(plan.units.values()))
+
+
+def _scan_model_on_workers(spec, cfg, dataset, plan, keys, cache, common, neuroid_meta, store,
+                           workers, t0) -> ModelOutcome:
+    """Extract the missing layers into the feature cache (model actors write blocks),
+    then submit one scoring task per unit without waiting: ``pending`` holds them."""
+    todo = plan.todo
+    need = [n for n in todo if not (cfg.cache_features and cache.has(keys[n]))]
+    timing = {}
+    if need:
+        init_ray(cfg.address)
+        t = time.time()
+        extract_to_cache(dataset, plan.description, {n: keys[n] for n in need}, cfg.reduction,
+                         cache, batch_size=cfg.batch_size, chunk=cfg.chunk,
+                         plan=workers["extraction"], progress=cfg.progress)
+        timing["extraction_s"] = time.time() - t
+    for n in todo:  # scored by the pool's tasks while the next model is extracted
+        workers["pool"].submit((str(spec), n), workers["targets"], cache, keys[n], cfg.scoring,
+                               store, plan.units[n], common, n, plan.depth[n], neuroid_meta)
+    return ModelOutcome(skipped=len(plan.layers) - len(todo), started=t0, ended=time.time(),
+                        units=list(plan.units.values()), timing=timing)
 
 
 def cached_features(store: ResultStore, dataset, spec: "str | ModelSpec", layer: str,

@@ -23,6 +23,7 @@ import dataclasses
 import io
 import logging
 import socket
+import threading
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
@@ -35,12 +36,13 @@ from ..core.progress import Progress
 from ..data import load_dataset
 from ..features.cache import FeatureCache
 from ..store import (ResultStore, StoreAccessError, StoreNotFoundError, StoreUnavailableError,
-                     join, make_score_rows, package_versions, safe_key)
+                     is_remote, join, make_score_rows, package_versions, safe_key)
 from ..zoo import parse_spec
 from .config import ScanConfig, default_models, resolve_data
 from .model import ModelOutcome, scan_model
-from .plan import actors_per_model
+from .plan import actors_per_model, describe_plan, worker_plan
 from .scoring import DatasetTargets
+from .workers import ScoringPool, remote_score
 
 log = logging.getLogger("cortexzoo")
 
@@ -127,12 +129,49 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     own_units, ia_rows = _inter_animal(targets, cfg, store, dataset, scan_key, run_id, done)
     cache = FeatureCache(store, dataset.stimulus_fingerprint(), dataset.n_stimuli)
     num_actors = actors_per_model(cfg, concurrent)
+    workers = None
+    if cfg.engine == "ray" and cfg.score_on == "workers":
+        workers = worker_plan(cfg, concurrent, num_actors)
+        log.info(describe_plan(workers, concurrent))
+        if workers["nodes"] > 1 and not is_remote(cfg.out):
+            log.warning("a %d-node cluster writes its features and scores to the local path "
+                        "%s: every node must see it (a shared filesystem), else use s3:// or "
+                        "gs://", workers["nodes"], cfg.out)
+        import ray
+
+        workers["targets"] = ray.put(targets)  # computed once, shared by every scoring task
+        scored: dict[str, dict] = {}
+        lock = threading.Lock()
+
+        def on_done(key, result):
+            model, layer = key
+            with lock:
+                acc = scored.setdefault(model, {"rows": 0, "written": 0, "timing": {},
+                                                "errors": [], "ended": 0.0})
+                acc["ended"] = time.time()
+                if isinstance(result, BaseException):
+                    msg = f"scoring {layer}: {type(result).__name__}: " + \
+                          str(result).strip().splitlines()[-1][:500]
+                    acc["errors"].append(msg)
+                    log.error("model %s: %s", model, msg)
+                    return
+                rows, secs = result
+                acc["rows"] += int(rows)
+                acc["written"] += 1
+                for k, v in secs.items():
+                    acc["timing"][k] = acc["timing"].get(k, 0.0) + v
+
+        workers["pool"] = ScoringPool(remote_score(workers["scoring"], workers["env"]),
+                                      workers["max_inflight"], on_done)
+        manifest["resource_plan"] = {k: v for k, v in workers.items()
+                                     if k in ("extraction", "scoring", "nodes", "cpus", "gpus",
+                                              "why")}
     outcomes: dict[str, ModelOutcome] = {}
     failures: dict[str, str] = {}
 
     def one(name: str) -> ModelOutcome:
         return scan_model(specs[name], cfg, dataset, targets, store, scan_key, done, run_id,
-                          cache, num_actors=num_actors)
+                          cache, num_actors=num_actors, workers=workers)
 
     with Progress(len(names), "models", unit="model", enabled=cfg.progress) as bar:
         if concurrent == 1:
@@ -150,6 +189,19 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
         else:
             _run_concurrently(names, one, concurrent, outcomes, failures, bar)
 
+    if workers is not None:
+        t_wait = time.time()
+        workers["pool"].close()  # the last units are scored after the last extraction
+        log.info("scoring: waited %.1f s after the last extraction", time.time() - t_wait)
+        for model, acc in scored.items():
+            o = outcomes.setdefault(model, ModelOutcome())
+            o.rows += acc["rows"]
+            o.written += acc["written"]
+            o.ended = max(o.ended, acc["ended"])
+            for k, v in acc["timing"].items():
+                o.timing[k] = o.timing.get(k, 0.0) + v
+            if acc["errors"]:
+                failures[model] = "; ".join(acc["errors"])
     for o in outcomes.values():
         own_units += o.units
     if cfg.compact:
@@ -230,6 +282,9 @@ def _summary(t0: float, specs, outcomes: dict, failures: dict, concurrent: int,
         # seconds from the scan's start when each model's work began and ended
         "model_windows": {m: [round(o.started - t0, 3), round(o.ended - t0, 3)]
                           for m, o in outcomes.items()},
+        # where the time went: extraction wall time and the scoring tasks' own seconds
+        "timing": {k: round(sum(o.timing.get(k, 0.0) for o in outcomes.values()), 3)
+                   for k in sorted({k for o in outcomes.values() for k in o.timing})},
         "store": store.retry_stats(),
     }
 

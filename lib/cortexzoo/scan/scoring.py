@@ -46,8 +46,10 @@ class ScoringConfig:
     min_reliability: float | None = None  # drop neuroids below this split-half reliability
     rsa_compare: str = "pearson"
     seed: int = 0
-    backend: str = "numpy"   # "torch" uses every core (and a GPU) for the decomposition
-    dtype: str = "float64"
+    # "auto": torch on the GPU in float32 (with the float64 refinement) where the scoring
+    # process sees a GPU, numpy float64 otherwise; recorded in every row ("solver")
+    backend: str = "auto"
+    dtype: str = "auto"
     layer_split_seed: int = 0  # the seeded stimulus halves of the held-out layer choice
     inter_animal: bool = True  # inter-animal ceiling rows for regions with >= 2 subjects
     inter_animal_boot: int = 1000
@@ -75,6 +77,43 @@ class ScoringConfig:
 
 #: Fewer stimuli than this: no held-out layer choice (each half too small to score).
 MIN_HALVES_STIMULI = 8
+
+
+def solver_settings(config: ScoringConfig) -> tuple[str, str, str | None]:
+    """(backend, dtype, device) of the ridge solver in this process, resolving "auto"."""
+    backend, dtype = config.backend, config.dtype
+    device = None
+    if backend == "auto":
+        backend = "numpy"
+        if _may_see_gpu():
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    backend, device = "torch", "cuda"
+            except ImportError:
+                pass
+    if dtype == "auto":
+        dtype = "float32" if device == "cuda" else "float64"
+    return backend, dtype, device
+
+
+def _may_see_gpu() -> bool:
+    """False when this process surely sees no GPU (no NVIDIA device, or Ray gave the task
+    none), so that a CPU scoring task does not import torch (seconds) to find out."""
+    import os
+    import sys
+
+    if "torch" in sys.modules:
+        return True
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) == "":
+        return False
+    return os.path.exists("/dev/nvidia0") or os.path.exists("/dev/nvidiactl")
+
+
+def solver_label(config: ScoringConfig) -> str:
+    backend, dtype, device = solver_settings(config)
+    return f"{backend}-{device or 'cpu'}-{dtype}"
 
 
 def stimulus_halves(stimulus_ids, seed: int = 0) -> dict[str, np.ndarray]:
@@ -108,7 +147,7 @@ class PartTargets:
 
     idx: np.ndarray                # stimulus rows
     ceiling: Ceiling
-    rdm: np.ndarray | None = None
+    rdm: "np.ndarray | mapping.RDMFactor | None" = None  # a factor for Pearson RSA (O(n m))
     rdm_reliability: float = float("nan")
     rdm_reason: str = ""
 
@@ -249,7 +288,9 @@ class DatasetTargets:
                     R[idx][:, :, keep], None if published is None else published[keep], config)
                 pt = PartTargets(idx, ceil)
                 if METHOD_RSA in config.methods and keep.size >= 2:
-                    pt.rdm = mapping.rdm(Y[idx][:, keep])
+                    # Pearson RSA from RDM factors: no n x n matrix at any stimulus count
+                    pt.rdm = (mapping.RDMFactor(Y[idx][:, keep]) if config.rsa_compare == "pearson"
+                              else mapping.rdm(Y[idx][:, keep]))
                     pt.rdm_reliability, pt.rdm_reason = _rdm_reliability(R[idx][:, :, keep], config)
                 rt.parts[part] = pt
             out.regions[region] = rt
@@ -308,7 +349,7 @@ def _ridge_rows(solver, Y: np.ndarray, rt: RegionTargets, part: str, config: Sco
     ceil = mapping.population_ceilings(pt.ceiling.reliability)
     common = dict(region=rt.region, method=METHOD_RIDGE, n_neuroids=int(rt.columns.size),
                   alpha=float(np.median(alpha)), split=part, ceiling_source=pt.ceiling.source,
-                  n_stimuli=int(pt.idx.size))
+                  n_stimuli=int(pt.idx.size), solver=solver_label(config))
     rows = [dict(common, metric="pearson_r", value=float(np.nanmean(r)), ceiling=ceil["r"]),
             dict(common, metric="pearson_r_median", value=float(np.nanmedian(r)),
                  ceiling=ceil["r_median"]),
@@ -352,13 +393,19 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig
     neuroids: list[dict] = []
     parts = targets.parts(n)
     want_ridge = METHOD_RIDGE in config.methods and targets.regions
-    model_rdm = mapping.rdm(X) if METHOD_RSA in config.methods else None
+    want_rsa = METHOD_RSA in config.methods
+    # a dense model RDM only where one is compared with dense RDMs (published, Spearman)
+    model_rdm = mapping.rdm(X) if want_rsa and (targets.published or config.rsa_compare != "pearson"
+                                               ) else None
+    backend, dtype, device = solver_settings(config)
     for part, idx in parts.items():
         solver = None
         if want_ridge:
-            solver = mapping.GCVSolver(X[idx], alphas=config.alphas, backend=config.backend,
-                                       dtype=config.dtype)
+            solver = mapping.GCVSolver(X[idx], alphas=config.alphas, backend=backend, dtype=dtype,
+                                       device=device)
         sub_rdm = None if model_rdm is None else model_rdm[np.ix_(idx, idx)]
+        factor = (mapping.RDMFactor(X[idx]) if want_rsa and config.rsa_compare == "pearson"
+                  else None)
         for region, rt in targets.regions.items():
             pt = rt.parts[part]
             if solver is not None:
@@ -366,8 +413,9 @@ def score_layer(X: np.ndarray, targets: DatasetTargets, config: ScoringConfig
                 rows += r_rows
                 if part == SPLIT_ALL and config.per_neuroid:
                     neuroids += _neuroid_rows(rt, *per, targets.subjects)
-            if sub_rdm is not None and pt.rdm is not None:
-                v = float(mapping.compare_rdms(sub_rdm, pt.rdm, method=config.rsa_compare))
+            if want_rsa and pt.rdm is not None:
+                v = (mapping.rdm_pearson(factor, pt.rdm) if factor is not None
+                     else float(mapping.compare_rdms(sub_rdm, pt.rdm, method=config.rsa_compare)))
                 rows.append(dict(region=region, method=METHOD_RSA,
                                  metric=f"rsa_{config.rsa_compare}", n_neuroids=int(rt.columns.size),
                                  value=v, ceiling=_rsa_ceiling(pt), alpha=float("nan"),

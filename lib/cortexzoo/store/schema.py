@@ -56,7 +56,7 @@ SCORE_COLUMNS: list[str] = [
 #: Method-specific columns; always present in files (null where unused).
 OPTIONAL_COLUMNS: list[str] = [
     "unit_key", "scan_key", "alpha", "alpha_median", "best_layer", "k_units", "domain",
-    "stimulus", "preprocessing", "ceiling_source", "ci_low", "ci_high", "weights_id",
+    "stimulus", "preprocessing", "ceiling_source", "ci_low", "ci_high", "weights_id", "solver",
 ]
 
 #: Kind of each known column: str, float, int (no nulls), Int (nullable int), timestamp.
@@ -64,7 +64,8 @@ COLUMN_KINDS: dict[str, str] = {
     **{c: "str" for c in ("run_id", "dataset", "region", "model", "source", "weights",
                           "layer", "reduction", "method", "metric", "split",
                           "code_version", "unit_key", "scan_key", "best_layer", "domain",
-                          "stimulus", "preprocessing", "ceiling_source", "weights_id")},
+                          "stimulus", "preprocessing", "ceiling_source", "weights_id",
+                          "solver")},
     **{c: "float" for c in ("relative_depth", "value", "ceiling", "ceiled_value",
                             "alpha", "alpha_median", "ci_low", "ci_high")},
     **{c: "int" for c in ("n_neuroids", "n_stimuli", "seed")},
