@@ -10,6 +10,27 @@ def cmd_data_cowley(args) -> int:
     return 0
 
 
+def cmd_data_brainio(args) -> int:
+    from ..data.brainio import convert_brainio
+
+    uri = convert_brainio(args.stimuli, args.images, args.assembly, args.out,
+                          window=args.window, subject_coord=args.subject_coord,
+                          region_coord=args.region_coord, subject=args.subject,
+                          region=args.region, name=args.name, overwrite=args.overwrite,
+                          digests=not args.no_digests, progress=not args.quiet)
+    return _summary(uri)
+
+
+def _summary(uri: str) -> int:
+    from ..data import load_dataset
+
+    ds = load_dataset(uri)
+    print(f"{uri}: {ds.n_stimuli} stimuli, {ds.n_neuroids} neuroids, up to "
+          f"{ds.n_repetitions} repetitions, regions {ds.regions}, subjects "
+          f"{ds.neuroids['subject'].nunique()}")
+    return 0
+
+
 def cmd_data_planted(args) -> int:
     from ..scan.planted import EMBEDDED, make_planted_dataset
 
@@ -61,6 +82,14 @@ def cmd_data_validate(args) -> int:
     return 0
 
 
+def _common_import_flags(p) -> None:
+    p.add_argument("--name", help="dataset name (default: from the source)")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset at OUT")
+    p.add_argument("--no-digests", action="store_true",
+                   help="record source files by size only, without their SHA-256")
+    p.add_argument("--quiet", action="store_true")
+
+
 def register(sub) -> None:
     d = sub.add_parser("data", help="make or check dataset folders").add_subparsers(
         dest="data_cmd", required=True)
@@ -68,6 +97,20 @@ def register(sub) -> None:
     dc.add_argument("src")
     dc.add_argument("out")
     dc.set_defaults(func=cmd_data_cowley)
+    db = d.add_parser("brainio", help="convert a BrainIO stimulus set (CSV + ZIP) and neural "
+                      "assembly (netCDF) to a dataset folder")
+    db.add_argument("--stimuli", required=True, help="the stimulus set CSV (path or URI)")
+    db.add_argument("--images", required=True, help="the stimulus set ZIP (path or URI)")
+    db.add_argument("--assembly", required=True, help="the assembly netCDF file (path or URI)")
+    db.add_argument("out", help="the dataset folder to write")
+    db.add_argument("--window", default="70,170",
+                    help="START,END in ms: time bins inside it are averaged (70,170)")
+    db.add_argument("--subject-coord", default="animal", help="neuroid coordinate naming the animal")
+    db.add_argument("--region-coord", default="region", help="neuroid coordinate naming the area")
+    db.add_argument("--subject", help="one subject for every neuroid (instead of --subject-coord)")
+    db.add_argument("--region", help="one region for every neuroid (instead of --region-coord)")
+    _common_import_flags(db)
+    db.set_defaults(func=cmd_data_brainio)
     dp = d.add_parser("planted", help="a synthetic recording planted in one model layer")
     dp.add_argument("out")
     dp.add_argument("--model")
