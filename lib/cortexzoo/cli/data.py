@@ -21,6 +21,15 @@ def cmd_data_brainio(args) -> int:
     return _summary(uri)
 
 
+def cmd_data_allen(args) -> int:
+    from ..data.allen import convert_allen
+
+    uri = convert_allen(args.nwb, args.out, window=args.window, name=args.name,
+                        overwrite=args.overwrite, digests=not args.no_digests,
+                        progress=not args.quiet)
+    return _summary(uri)
+
+
 def _summary(uri: str) -> int:
     from ..data import load_dataset
 
@@ -111,6 +120,14 @@ def register(sub) -> None:
     db.add_argument("--region", help="one region for every neuroid (instead of --region-coord)")
     _common_import_flags(db)
     db.set_defaults(func=cmd_data_brainio)
+    da = d.add_parser("allen", help="convert Allen Brain Observatory two-photon sessions' natural "
+                      "scenes epochs (NWB files) to one dataset folder")
+    da.add_argument("nwb", help="the sessions' NWB files (paths or URIs), comma-separated")
+    da.add_argument("out", help="the dataset folder to write")
+    da.add_argument("--window", default="0,500",
+                    help="START,END in ms after image onset: the dF/F frames averaged (0,500)")
+    _common_import_flags(da)
+    da.set_defaults(func=cmd_data_allen)
     dp = d.add_parser("planted", help="a synthetic recording planted in one model layer")
     dp.add_argument("out")
     dp.add_argument("--model")
