@@ -141,6 +141,14 @@ def test_validation_names_what_is_wrong(npy_ds, h5_file, tmp_path):
     parts["stimuli"]["image_index"] = parts["stimuli"]["image_index"].astype(float) + 0.5
     with pytest.raises(DatasetError, match="must hold integers"):
         write_dataset(str(tmp_path / "f"), **parts, image_array=IMGS)
+    parts = _parts()
+    parts["stimuli"] = parts["stimuli"].drop(columns="image_index")
+    with pytest.raises(DatasetError, match="lacks required column.*'image_index'"):
+        write_dataset(str(tmp_path / "i"), **parts, image_array=IMGS)
+    parts = _parts()
+    parts["stimuli"].loc[1, "image_index"] = -3
+    with pytest.raises(DatasetError, match="negative image_index: 's1'"):
+        write_dataset(str(tmp_path / "j"), **parts, image_array=IMGS)
     with pytest.raises(DatasetError, match=r"has shape \(12, 20\)"):
         write_dataset(str(tmp_path / "g"), **_parts(), image_array=IMGS[:, :, 0, 0])
     bad = IMGS.astype(np.float32) / 255

@@ -35,8 +35,8 @@ from ..core.uri import url_to_fs
 from .errors import DatasetError, ImageDecodeError, format_items
 
 __all__ = ["ARRAY_SUFFIXES", "IMAGE_ARRAY", "ImageArray", "RowSelection", "array_problem",
-           "array_ref", "array_to_image", "array_uri", "is_array_ref", "open_array",
-           "parse_array_ref", "read_array_images", "write_npy"]
+           "array_ref", "array_to_image", "array_uri", "identity_bytes", "is_array_ref",
+           "is_hdf5_path", "open_array", "parse_array_ref", "read_array_images", "write_npy"]
 
 #: The default file name of array-stored images in a dataset folder.
 IMAGE_ARRAY = "images.npy"

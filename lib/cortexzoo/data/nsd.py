@@ -28,6 +28,10 @@ selected (``shared``: NSD's shared 1,000 that every imported subject saw in the 
 sessions; ``all``: every image the subject saw, one subject only) are copied from the
 brick into ``images.npy`` in blocks, or referenced in place (``link_images``: the brick
 as the folder's image array, on disk or on s3).
+
+Memory: the betas are streamed, but the output array ``[n_images, 3, n_voxels]`` float32
+is held whole (1,000 shared images x 4 subjects x ~15,000 nsdgeneral voxels: ~0.7 GB;
+one subject's 10,000 images: ~1.8 GB).
 """
 from __future__ import annotations
 

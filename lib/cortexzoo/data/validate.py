@@ -118,16 +118,17 @@ def _check_array_spec(ds: NeuralDataset, problems: list[str]) -> bool:
         problems.append(f"{STIMULI} has an 'image' column, but {DATASET_JSON} stores the images as "
                         "one array (image_array): a stimulus' image is its row 'image_index'; "
                         "drop one of the two")
-    if "image_index" in ds.stimuli.columns and not ds.stimuli["image_index"].isna().any():
-        col = ds.stimuli["image_index"]
-        if not pd.api.types.is_integer_dtype(col):
-            problems.append(f"{STIMULI}: column 'image_index' must hold integers (the row of the "
-                            f"image array), got dtype {col.dtype}")
-        else:
-            neg = ds.stimuli["stimulus_id"].astype(str)[(col < 0).to_numpy()].tolist()
-            if neg:
-                problems.append(f"{STIMULI}: {len(neg)} stimulus(es) have a negative image_index: "
-                                f"{format_items(neg)}")
+    if "image_index" not in ds.stimuli.columns or ds.stimuli["image_index"].isna().any():
+        return False  # named by the table check
+    col = ds.stimuli["image_index"]
+    if not pd.api.types.is_integer_dtype(col):
+        problems.append(f"{STIMULI}: column 'image_index' must hold integers (the row of the "
+                        f"image array), got dtype {col.dtype}")
+    else:
+        neg = ds.stimuli["stimulus_id"].astype(str)[(col < 0).to_numpy()].tolist()
+        if neg:
+            problems.append(f"{STIMULI}: {len(neg)} stimulus(es) have a negative image_index: "
+                            f"{format_items(neg)}")
     return len(problems) == n0
 
 
