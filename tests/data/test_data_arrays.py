@@ -100,9 +100,8 @@ def test_hdf5_named_in_dataset_json_local_and_s3(h5_file, s3_bucket, tmp_path):
 
 
 def test_remote_npy_reads_only_the_rows_asked(npy_ds, s3_bucket, monkeypatch):
-    fs = fsspec.filesystem("s3")
-    fs.put(npy_ds + "/", s3_bucket.replace("s3://", "") + "/npy/", recursive=True)
-    ds = load_dataset(f"{s3_bucket}/npy")
+    ds = load_dataset(write_dataset(f"{s3_bucket}/npy", **_parts(), image_array=IMGS))
+    assert ds.image_uri(0) == f"{s3_bucket}/npy/images.npy#7"
     arr = open_array(parse_array_ref(ds.image_uri(0))[0])  # what the readers will use
     calls = []
     orig = arr._fs.cat_ranges
