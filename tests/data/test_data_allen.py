@@ -25,11 +25,9 @@ reference for the trial window discussed in ``cortexzoo/data/allen.py``.
 from __future__ import annotations
 
 import hashlib
-import os
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 
 from cortexzoo.cli import main
