@@ -282,6 +282,7 @@ def convert_allen(nwb_files: "str | list[str]", out_uri: str, *,
         "species": "mouse",
         "provenance": {
             "importer": "cortexzoo.data.allen", "window_ms": [w0, w1],
+            "options": {"cells_per_block": cells_per_block},
             "response": "mean of DfOverF/imaging_plane_1/data over the frames whose timestamps "
                         "lie in [onset + start, onset + end); onset = timestamp of the "
                         "presentation's first frame; blank presentations (frame -1) dropped",

@@ -139,6 +139,8 @@ def convert_brainio(stimuli_csv: str, images_zip: str, assembly: str, out_uri: s
     ident = attrs.get("identifier")
     provenance = {
         "importer": "cortexzoo.data.brainio", "window_ms": [w0, w1], **notes,
+        "options": {"subject_coord": subject_coord, "region_coord": region_coord,
+                    "subject": subject, "region": region},
         "sources": {"stimulus_set_csv": file_info(stimuli_csv, digests),
                     "stimulus_set_zip": file_info(images_zip, digests),
                     "assembly": file_info(assembly, digests, progress=progress)},

@@ -257,6 +257,10 @@ def convert_nsd(betas: str, stimuli: str, design: str, roi: str, out_uri: str, *
             meta = _meta(name, subjects, per_subject, ids, images, zscore, link_images,
                          stimuli, stimuli_key, design, digests, progress, brick.shape)
             meta["provenance"]["voxels_dropped_without_valid_beta"] = dropped
+            meta["provenance"]["options"] = {
+                "subjects": subjects, "sessions": None if sessions is None else sorted(sessions),
+                "roi_labels": None if not roi_labels else {str(k): v for k, v in roi_labels.items()},
+                "region": region, "betas": betas, "roi": roi}
             table = pd.DataFrame({"stimulus_id": [f"nsd{i:05d}" for i in ids], "nsd_id": ids,
                                   "shared": [int(i) in shared for i in ids]})
             for s, p in per_subject.items():
