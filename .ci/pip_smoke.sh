@@ -32,6 +32,14 @@ step "$CZ" results ./results --per-neuroid --metric pearson_r --format csv >/dev
 if [ -d "$REPO/../shared/data/cowley_v4_210325" ]; then
     step "$CZ" data cowley "$REPO/../shared/data/cowley_v4_210325" ./cowley
 fi
+"$VENV/bin/python" "$REPO/.ci/importer_samples.py" ./samples >/dev/null
+step "$CZ" data brainio --stimuli samples/brainio/stimuli.csv --images samples/brainio/stimuli.zip \
+    --assembly samples/brainio/assembly.nc ./brainio --quiet
+step "$CZ" data allen samples/allen/session0.nwb,samples/allen/session1.nwb ./allen --quiet
+step "$CZ" data nsd --betas samples/nsd/subj01/betas --roi samples/nsd/subj01/nsdgeneral.nii.gz \
+    --stimuli samples/nsd/nsd_stimuli.hdf5 --design samples/nsd/nsd_expdesign.mat --images all \
+    ./nsd --quiet
+step "$CZ" data validate ./nsd --quiet
 step "$CZ" finetune --data ./planted --preset shallow-cnn,pixels --set epochs=1 \
     --set image_size=32 --out ./results --pixel-size 8
 step "$CZ" tune --data ./planted --space "$REPO/tune_spaces/tiny.yaml" --trials 2 \

@@ -1,5 +1,7 @@
 """Datasets: the dataset folder format (FORMAT.md), loading/writing/validation,
 synthetic stimuli with planted neuroids, and converters for real recordings."""
+from .allen import convert_allen
+from .brainio import convert_brainio
 from .cowley import convert_cowley_v4
 from .dataset import (
     DatasetError,
@@ -11,6 +13,7 @@ from .dataset import (
 )
 from .errors import ImageDecodeError
 from .images import decode_image, encode_image, read_images
+from .nsd import convert_nsd
 from .synthetic import make_images, plant_responses, planted_dataset
 
 __all__ = [
@@ -28,4 +31,7 @@ __all__ = [
     "plant_responses",
     "planted_dataset",
     "convert_cowley_v4",
+    "convert_brainio",
+    "convert_allen",
+    "convert_nsd",
 ]

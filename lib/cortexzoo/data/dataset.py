@@ -9,6 +9,8 @@ Layout (see FORMAT.md)::
     rdms.npy            optional, [n_rdms, n_stimuli, n_stimuli]
     rdms.parquet        optional, one row per RDM: rdm_id, subject, region, measure
     images/             image files named by the `image` column (when relative)
+    images.npy          or: all images as one array (dataset.json "image_array", stimuli
+                        column `image_index`; or an HDF5 dataset), read by index (arrays.py)
 """
 from __future__ import annotations
 
@@ -26,12 +28,13 @@ import pandas as pd
 from PIL import Image
 
 from ..core.uri import normalize_uri
+from .arrays import IMAGE_ARRAY, array_problem, array_ref, array_uri, identity_bytes, write_npy
 from .folder import (DATASET_JSON, FILES, IMAGES_DIR, NEUROID_COLUMNS, NEUROIDS, RDM_TABLE, RDMS,
                      RESPONSES, STIMULI,
-                     escapes, image_sizes, is_absolute, join)
+                     escapes, image_array_spec, image_sizes, is_absolute, join, open_image_array)
 from .errors import DatasetError, format_items
 from .validate import _check_images, _raise_problems, is_stimulus_set, validate_dataset
-from .images import decode_image, encode_image, read_images
+from .images import decode_image, encode_image, open_images, read_images
 
 _FINGERPRINT_VERSION = b"cortexzoo-dataset-fingerprint-v1"
 
@@ -123,8 +126,19 @@ class NeuralDataset:
         return self._fs_cache
 
     # ---- images ------------------------------------------------------------------------
+    @property
+    def image_array(self) -> dict | None:
+        """dataset.json's ``image_array`` when the images are stored as one array, else None."""
+        return image_array_spec(self.meta)
+
     def image_uri(self, i: int) -> str:
-        """Absolute URI (or path) of the image of stimulus `i` (row position)."""
+        """Absolute URI (or path) of the image of stimulus `i` (row position); for images
+        stored as one array, its array reference (``<array uri>#[<dataset>/]<index>``),
+        which every image reader here reads by index."""
+        spec = self.image_array
+        if spec is not None:
+            return array_ref(array_uri(self.uri, spec), int(self.stimuli["image_index"].iloc[i]),
+                             spec.get("dataset"))
         ref = str(self.stimuli["image"].iloc[i])
         return ref if is_absolute(ref) else join(self.uri, ref)
 
@@ -144,6 +158,12 @@ class NeuralDataset:
         """Several stimulus images (RGB), read in one batched request per filesystem."""
         idx = range(self.n_stimuli) if idx is None else idx
         uris = [self.image_uri(i) for i in idx]
+        if self.image_array is not None:
+            imgs = open_images(uris)
+            bad = [e for e in imgs if isinstance(e, BaseException)]
+            if bad:
+                raise bad[0] if isinstance(bad[0], DatasetError) else DatasetError(str(bad[0]))
+            return imgs
         return [decode_image(b, u) for b, u in zip(read_images(uris), uris)]
 
     # ---- responses ---------------------------------------------------------------------
@@ -203,6 +223,8 @@ class NeuralDataset:
         Image *contents* are not read (sizes come from one directory listing), so the
         fingerprint is cheap on s3 but blind to an edit that keeps a file's size.
         dataset.json is not hashed: renaming or re-describing a dataset keeps its cache.
+        Images stored as one array: its ``image_array`` entry (path, dataset), the array's
+        shape, dtype and file size, and each stimulus' ``image_index`` (from the table).
         """
         h = hashlib.sha256(_FINGERPRINT_VERSION)
         _hash_array(h, b"responses", self.responses)
@@ -211,6 +233,9 @@ class NeuralDataset:
         _hash_array(h, b"rdms", self.rdms)
         _hash_table(h, b"rdm_table", self.rdm_table)
         h.update(b"images")
+        if self.image_array is not None:
+            h.update(b"array" + self._array_identity())
+            return h.hexdigest()
         sizes = image_sizes(self)
         for ref, size in zip(self.stimuli["image"].astype(str), sizes):
             h.update(ref.encode("utf-8") + b"\0" + str(int(size)).encode() + b"\n")
@@ -221,12 +246,20 @@ class NeuralDataset:
         image entries) and each image file's size. Two datasets with the same stimulus set
         share it, whatever their responses (features are cached under it)."""
         h = hashlib.sha256(_FINGERPRINT_VERSION + b"-stimuli")
+        if self.image_array is not None:
+            h.update(b"array" + self._array_identity())
+            for sid, i in zip(self.stimuli["stimulus_id"].astype(str), self.stimuli["image_index"]):
+                h.update(sid.encode("utf-8") + b"\0" + str(int(i)).encode() + b"\n")
+            return h.hexdigest()
         sizes = image_sizes(self)
         for sid, ref, size in zip(self.stimuli["stimulus_id"].astype(str),
                                   self.stimuli["image"].astype(str), sizes):
             h.update(sid.encode("utf-8") + b"\0" + ref.encode("utf-8") + b"\0"
                      + str(int(size)).encode() + b"\n")
         return h.hexdigest()
+
+    def _array_identity(self) -> bytes:
+        return identity_bytes(open_image_array(self), self.image_array)
 
     # ---- selection ---------------------------------------------------------------------
     def subset(self, stimulus_idx: Sequence[int] | np.ndarray) -> "NeuralDataset":
@@ -377,7 +410,9 @@ def write_dataset(
     images: Mapping[str, ImageLike] | None = None,
     rdms: np.ndarray | None = None,
     rdm_table: pd.DataFrame | None = None,
+    image_array=None,
     overwrite: bool = False,
+    progress: bool = False,
 ) -> str:
     """Write a dataset folder (local path or s3 URI) and return its URI.
 
@@ -398,8 +433,18 @@ def write_dataset(
         extension (PNG when it has none). An `image` entry equal to a bare ``name`` of
         this mapping is rewritten to ``images/<name>``.
     rdms, rdm_table : optional RDMs [n_rdms, n_stimuli, n_stimuli] and their table.
+    image_array : array-like, optional
+        All images as one array ``[n_images, H, W(, C)]`` (a numpy array, an h5py dataset,
+        :class:`~cortexzoo.data.arrays.RowSelection`: anything with ``shape``, ``dtype``
+        and row slicing), written as ``images.npy`` in blocks (never whole in memory);
+        ``meta["image_array"]`` becomes ``{"path": "images.npy"}`` and the stimuli need an
+        integer ``image_index`` (its row) instead of ``image``. To keep the images in an
+        array elsewhere (an HDF5 dataset, on s3), set ``meta["image_array"]`` yourself and
+        pass no ``image_array``.
     overwrite : bool
         Replace an existing dataset at `uri` (its known files are removed first).
+    progress : bool
+        A progress bar while ``image_array`` is written.
 
     The content is validated before anything is written; image existence is checked
     after writing (images may also be placed in the folder beforehand).
@@ -426,9 +471,24 @@ def write_dataset(
             responses = responses.astype(np.float32)
     if rdms is not None:
         rdms = np.asarray(rdms)
-    ds = NeuralDataset(uri=uri, meta=dict(meta), stimuli=stimuli, neuroids=neuroids,
+    meta = dict(meta)
+    if image_array is not None:
+        if images:
+            raise DatasetError("pass images (files) or image_array (one array), not both")
+        bad = array_problem(image_array.shape, image_array.dtype)
+        if bad:
+            raise DatasetError(f"image_array {bad}")
+        meta["image_array"] = {"path": IMAGE_ARRAY}
+    ds = NeuralDataset(uri=uri, meta=meta, stimuli=stimuli, neuroids=neuroids,
                        responses=responses, rdms=rdms, rdm_table=rdm_table)
     validate_dataset(ds, check_images=False)
+    if image_array is not None and "image_index" in stimuli.columns:
+        idx = stimuli["image_index"].to_numpy(dtype=np.int64)
+        out = idx >= int(image_array.shape[0])
+        if out.any():
+            raise DatasetError(f"{int(out.sum())} stimulus(es) have an image_index beyond the "
+                               f"{image_array.shape[0]} images of image_array: "
+                               f"{format_items(stimuli['stimulus_id'][out].astype(str).tolist())}")
     try:
         meta_json = json.dumps(ds.meta, indent=2, ensure_ascii=False)
     except TypeError as e:
@@ -437,10 +497,12 @@ def write_dataset(
     if fs.exists(join(root, DATASET_JSON)):
         if not overwrite:
             raise DatasetError(f"a dataset already exists at {uri!r}; pass overwrite=True")
-        for f in FILES:
+        for f in (*FILES, IMAGE_ARRAY):
             if fs.exists(join(root, f)):
                 fs.rm(join(root, f))
     fs.makedirs(root, exist_ok=True)
+    if image_array is not None:
+        write_npy(fs, join(root, IMAGE_ARRAY), image_array, progress=progress)
 
     blobs: dict[str, bytes] = {}
     for name, content in images.items():

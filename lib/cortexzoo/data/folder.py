@@ -3,17 +3,22 @@ paths relative to the folder, and image file sizes listed in bulk."""
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import fsspec
 import numpy as np
 
+from .arrays import IMAGE_ARRAY, array_uri, open_array
+from .errors import DatasetError
+
 if TYPE_CHECKING:
     from .dataset import NeuralDataset
 
 __all__ = ["DATASET_JSON", "STIMULI", "NEUROIDS", "RESPONSES", "RDMS", "RDM_TABLE", "IMAGES_DIR",
-           "FILES", "REQUIRED_META", "RECOMMENDED_META", "STIMULUS_COLUMNS", "NEUROID_COLUMNS",
-           "RDM_COLUMNS", "is_absolute", "escapes", "join", "image_sizes"]
+           "FILES", "IMAGE_ARRAY", "REQUIRED_META", "RECOMMENDED_META", "STIMULUS_COLUMNS",
+           "ARRAY_STIMULUS_COLUMNS", "NEUROID_COLUMNS", "RDM_COLUMNS", "is_absolute", "escapes",
+           "join", "image_sizes", "image_array_spec", "open_image_array"]
 
 DATASET_JSON = "dataset.json"
 STIMULI = "stimuli.parquet"
@@ -27,6 +32,8 @@ FILES = (DATASET_JSON, STIMULI, NEUROIDS, RESPONSES, RDMS, RDM_TABLE)
 REQUIRED_META = ("name",)
 RECOMMENDED_META = ("description", "source", "license", "response_unit")
 STIMULUS_COLUMNS = ("stimulus_id", "image")
+#: with images stored as one array (dataset.json's ``image_array``): the row of the array
+ARRAY_STIMULUS_COLUMNS = ("stimulus_id", "image_index")
 NEUROID_COLUMNS = ("neuroid_id", "subject", "region")
 RDM_COLUMNS = ("rdm_id", "subject", "region", "measure")
 
@@ -45,12 +52,37 @@ def escapes(rel: str) -> bool:
     return norm == ".." or norm.startswith("../") or norm == "."
 
 
+def image_array_spec(meta) -> dict | None:
+    """dataset.json's ``image_array`` (images stored as one array), or None."""
+    return meta.get("image_array") if isinstance(meta, Mapping) else None
+
+
+def open_image_array(ds: NeuralDataset):
+    """The opened image array of an array-stored dataset (see ``arrays.py``)."""
+    spec = image_array_spec(ds.meta)
+    if not isinstance(spec, dict) or not isinstance(spec.get("path"), str):
+        raise DatasetError(f"dataset.json's image_array must be an object with a 'path' "
+                           f"(and, for HDF5, a 'dataset'); got {spec!r}")
+    return open_array(array_uri(ds.uri, spec), spec.get("dataset"))
+
+
 def image_sizes(ds: NeuralDataset) -> np.ndarray:
     """File sizes of every stimulus image (-1 if missing), with one listing per folder.
 
     Relative images are found with one recursive listing of the dataset folder; absolute
     ones with one listing of each distinct parent folder (never one request per image).
+    With images stored as one array, each image's size in bytes within the array (-1 for an
+    ``image_index`` outside it, every entry -1 when the array cannot be opened).
     """
+    if image_array_spec(ds.meta) is not None:
+        n = len(ds.stimuli)
+        try:
+            arr = open_image_array(ds)
+            idx = np.asarray(ds.stimuli["image_index"], dtype=np.int64)
+        except (DatasetError, OSError, ValueError, KeyError, TypeError):
+            return np.full(n, -1, dtype=np.int64)
+        ok = (idx >= 0) & (idx < arr.n_images)
+        return np.where(ok, arr.image_nbytes, -1).astype(np.int64)
     refs = ds.stimuli["image"].astype(str).tolist() if "image" in ds.stimuli else []
     sizes = np.full(len(refs), -1, dtype=np.int64)
     rel = [(i, r) for i, r in enumerate(refs) if not is_absolute(r)]

@@ -1,4 +1,5 @@
-"""Reading and decoding stimulus images from local paths or object storage (fsspec)."""
+"""Reading and decoding stimulus images from local paths or object storage (fsspec), and
+from images stored as one array (array references, ``arrays.py``), read by index."""
 from __future__ import annotations
 
 import io
@@ -8,10 +9,11 @@ import fsspec
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .arrays import array_to_image, is_array_ref, read_array_images
 from .errors import DatasetError, ImageDecodeError, format_items
 
-__all__ = ["decode_crop_batch", "decode_image", "encode_image", "read_and_crop", "read_images",
-           "resize_center_crop"]
+__all__ = ["decode_crop_batch", "decode_image", "encode_image", "open_images", "read_and_crop",
+           "read_images", "resize_center_crop"]
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:
@@ -72,18 +74,33 @@ def read_images(uris: Sequence[str], on_error: str = "raise") -> list:
 
     Returns the bytes in the order of `uris`. Missing or unreadable files raise a
     DatasetError that names them (at most 10, then a count); with ``on_error="return"``
-    their entries are the exceptions instead.
+    their entries are the exceptions instead. An array reference (an image stored in an
+    array, see ``arrays.py``) gives that image encoded as PNG.
     """
     uris = list(uris)
     groups: dict[int, tuple[fsspec.AbstractFileSystem, list[int], list[str]]] = {}
+    out: list = [None] * len(uris)
+    refs = [i for i, u in enumerate(uris) if is_array_ref(u)]
+    if refs:
+        for i, arr in zip(refs, read_array_images([uris[i] for i in refs], on_error="return")):
+            try:
+                out[i] = arr if isinstance(arr, BaseException) else \
+                    encode_image(np.asarray(array_to_image(arr, uris[i])), "PNG")
+            except DatasetError as e:
+                out[i] = e
     for i, uri in enumerate(uris):
+        if out[i] is not None:
+            continue
         fs, path = fsspec.core.url_to_fs(uri)
         _, idx, paths = groups.setdefault(id(fs), (fs, [], []))
         idx.append(i)
         paths.append(path)
-    out: list = [None] * len(uris)
     failed: list[str] = []
     first_error: BaseException | None = None
+    for i in refs:
+        if isinstance(out[i], BaseException):
+            failed.append(uris[i])
+            first_error = first_error or out[i]
     for fs, idx, paths in groups.values():
         # cat_ranges keeps order and never expands glob characters in file names
         got = fs.cat_ranges(paths, None, None, on_error="return")
@@ -157,10 +174,34 @@ def present(img: Image.Image, geometry: dict) -> np.ndarray:
     raise ValueError(f"stimulus mode {mode!r} is not 'whole' or 'crop'")
 
 
+def open_images(uris: Sequence[str]) -> list:
+    """Read and decode images (files or array references) as RGB PIL images, in the order
+    of ``uris``; an image that cannot be read or decoded is its exception instead. Array
+    references are read straight from the array (one read per array, no encoding)."""
+    uris = list(uris)
+    out: list = [None] * len(uris)
+    refs = [i for i, u in enumerate(uris) if is_array_ref(u)]
+    files = [i for i, u in enumerate(uris) if not is_array_ref(u)]
+    if refs:
+        for i, arr in zip(refs, read_array_images([uris[i] for i in refs], on_error="return")):
+            try:
+                out[i] = arr if isinstance(arr, BaseException) else array_to_image(arr, uris[i])
+            except Exception as e:  # noqa: BLE001 - reported per image
+                out[i] = e
+    if files:
+        blobs = read_images([uris[i] for i in files], on_error="return")
+        for i, blob in zip(files, blobs):
+            try:
+                out[i] = blob if isinstance(blob, BaseException) else decode_image(blob, uris[i])
+            except Exception as e:  # noqa: BLE001 - reported per image
+                out[i] = e
+    return out
+
+
 def read_and_crop(uris: Sequence[str], geometry: dict,
                   names: Sequence[str] | None = None) -> np.ndarray:
     """Read, decode and present images (:func:`present`): uint8 [n, S, S, 3] in the order
-    of ``uris``.
+    of ``uris`` (image files, or array references read by index from their array).
 
     ``geometry`` holds ``mode``, ``resize_size``, ``input_size`` and ``interpolation``; a
     plain dict so that decode workers never import torch or the model zoo. ``names``
@@ -171,11 +212,11 @@ def read_and_crop(uris: Sequence[str], geometry: dict,
     s = int(geometry["input_size"])
     out = np.empty((len(uris), s, s, 3), dtype=np.uint8)
     bad = []
-    for i, (blob, uri) in enumerate(zip(read_images(uris, on_error="return"), uris)):
+    for i, (img, uri) in enumerate(zip(open_images(uris), uris)):
         try:
-            if isinstance(blob, BaseException):
-                raise blob
-            out[i] = present(decode_image(blob, uri), geometry)
+            if isinstance(img, BaseException):
+                raise img
+            out[i] = present(img, geometry)
         except (DatasetError, OSError, ValueError) as e:
             bad.append(f"stimulus {names[i]} ({uri}): {e}")
     if bad:

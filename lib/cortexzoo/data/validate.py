@@ -8,9 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from .arrays import ARRAY_SUFFIXES, is_hdf5_path
 from .errors import DatasetError, format_items
-from .folder import (DATASET_JSON, NEUROID_COLUMNS, NEUROIDS, RDM_COLUMNS, RDM_TABLE, RDMS,
-                     RESPONSES, STIMULI, STIMULUS_COLUMNS, escapes, image_sizes, is_absolute)
+from .folder import (ARRAY_STIMULUS_COLUMNS, DATASET_JSON, NEUROID_COLUMNS, NEUROIDS, RDM_COLUMNS,
+                     RDM_TABLE, RDMS, RESPONSES, STIMULI, STIMULUS_COLUMNS, escapes,
+                     image_array_spec, image_sizes, is_absolute, open_image_array)
 
 if TYPE_CHECKING:
     from .dataset import NeuralDataset
@@ -48,13 +50,18 @@ def validate_dataset(ds: NeuralDataset, check_images: bool = True) -> None:
     elif not isinstance(name, str) or not name.strip():
         problems.append(f"{DATASET_JSON} needs a non-empty string 'name' (got {name!r})")
 
-    stim_ok = _check_table(ds.stimuli, STIMULI, "stimulus_id", STIMULUS_COLUMNS, problems)
+    arrayed = image_array_spec(ds.meta) is not None
+    stim_ok = _check_table(ds.stimuli, STIMULI, "stimulus_id",
+                           ARRAY_STIMULUS_COLUMNS if arrayed else STIMULUS_COLUMNS, problems)
     # an RSA-only dataset may have an empty neuroid table
     neu_ok = _check_table(ds.neuroids, NEUROIDS, "neuroid_id", NEUROID_COLUMNS, problems,
                           allow_empty=ds.responses is None)
 
-    images_ok = stim_ok and "image" in ds.stimuli and not ds.stimuli["image"].isna().any()
-    if images_ok:
+    if arrayed:
+        images_ok = stim_ok and _check_array_spec(ds, problems)
+    else:
+        images_ok = stim_ok and "image" in ds.stimuli and not ds.stimuli["image"].isna().any()
+    if images_ok and not arrayed:
         refs = ds.stimuli["image"]
         ids = ds.stimuli["stimulus_id"].astype(str)
         escaping = [f"{sid} ({ref})" for sid, ref in zip(ids, refs)
@@ -88,8 +95,60 @@ def _raise_problems(ds: NeuralDataset, problems: list[str]) -> None:
         raise DatasetError(head + ":\n  - " + "\n  - ".join(problems))
 
 
+def _check_array_spec(ds: NeuralDataset, problems: list[str]) -> bool:
+    """Problems of dataset.json's ``image_array`` and the ``image_index`` column (no I/O);
+    True when the images can be looked for in the array."""
+    spec = image_array_spec(ds.meta)
+    n0 = len(problems)
+    path = spec.get("path") if isinstance(spec, Mapping) else None
+    if not isinstance(path, str) or not path:
+        problems.append(f"{DATASET_JSON}: image_array must be an object with a 'path' (the array "
+                        f"file, relative to the folder or an absolute URI); got {spec!r}")
+        return False
+    if not path.lower().endswith(ARRAY_SUFFIXES):
+        problems.append(f"{DATASET_JSON}: image_array path {path!r} must name a .npy or an HDF5 "
+                        f"file ({', '.join(ARRAY_SUFFIXES)})")
+    elif not is_absolute(path) and escapes(path):
+        problems.append(f"{DATASET_JSON}: image_array path {path!r} escapes the dataset folder")
+    dataset = spec.get("dataset")
+    if is_hdf5_path(path) and not (isinstance(dataset, str) and dataset):
+        problems.append(f"{DATASET_JSON}: image_array {path!r} is an HDF5 file: name the dataset "
+                        "holding the images with \"dataset\" (e.g. \"imgBrick\")")
+    if "image" in ds.stimuli.columns:
+        problems.append(f"{STIMULI} has an 'image' column, but {DATASET_JSON} stores the images as "
+                        "one array (image_array): a stimulus' image is its row 'image_index'; "
+                        "drop one of the two")
+    if "image_index" not in ds.stimuli.columns or ds.stimuli["image_index"].isna().any():
+        return False  # named by the table check
+    col = ds.stimuli["image_index"]
+    if not pd.api.types.is_integer_dtype(col):
+        problems.append(f"{STIMULI}: column 'image_index' must hold integers (the row of the "
+                        f"image array), got dtype {col.dtype}")
+    else:
+        neg = ds.stimuli["stimulus_id"].astype(str)[(col < 0).to_numpy()].tolist()
+        if neg:
+            problems.append(f"{STIMULI}: {len(neg)} stimulus(es) have a negative image_index: "
+                            f"{format_items(neg)}")
+    return len(problems) == n0
+
+
 def _check_images(ds: NeuralDataset, problems: list[str]) -> None:
-    """Append a problem naming the stimuli whose image file does not exist (bulk listing)."""
+    """Append a problem naming the stimuli whose image file does not exist (bulk listing);
+    for images stored as one array: an array that cannot be opened, or indices outside it."""
+    if image_array_spec(ds.meta) is not None:
+        try:
+            arr = open_image_array(ds)
+        except (DatasetError, OSError, ValueError) as e:
+            problems.append(f"the image array cannot be used: {e}")
+            return
+        idx = ds.stimuli["image_index"].to_numpy(dtype=np.int64)
+        out = (idx < 0) | (idx >= arr.n_images)
+        if out.any():
+            bad = [f"{sid} (image_index {i})" for sid, i in
+                   zip(ds.stimuli["stimulus_id"].astype(str)[out], idx[out])]
+            problems.append(f"{len(bad)} stimulus(es) have an image_index outside the image array "
+                            f"{arr.label} of {arr.n_images} images: {format_items(bad)}")
+        return
     sizes = image_sizes(ds)
     missing = [f"{sid} ({ref})" for sid, ref, s in
                zip(ds.stimuli["stimulus_id"].astype(str), ds.stimuli["image"].astype(str), sizes)
@@ -232,7 +291,7 @@ def check_image_contents(ds: "NeuralDataset", workers: int = 8, batch: int = 32,
     from concurrent.futures import ThreadPoolExecutor
 
     from ..core.progress import Progress
-    from .images import decode_image, read_images
+    from .images import open_images
 
     ids = ds.stimuli["stimulus_id"].astype(str).tolist()
     uris = ds.image_uris()
@@ -240,14 +299,9 @@ def check_image_contents(ds: "NeuralDataset", workers: int = 8, batch: int = 32,
     def check(start: int) -> list[str]:
         out = []
         sel = range(start, min(start + batch, len(uris)))
-        blobs = read_images([uris[i] for i in sel], on_error="return")
-        for i, blob in zip(sel, blobs):
-            try:
-                if isinstance(blob, BaseException):
-                    raise blob
-                decode_image(blob, uris[i])
-            except Exception as e:  # noqa: BLE001 - any failure is a bad image, reported
-                out.append(f"stimulus {ids[i]} ({uris[i]}): {type(e).__name__}: {e}")
+        for i, img in zip(sel, open_images([uris[i] for i in sel])):
+            if isinstance(img, BaseException):  # any failure is a bad image, reported
+                out.append(f"stimulus {ids[i]} ({uris[i]}): {type(img).__name__}: {img}")
         return out
 
     problems: list[str] = []
