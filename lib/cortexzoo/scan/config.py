@@ -59,7 +59,7 @@ class ScanConfig:
     # Ray engine: "workers" scores each unit in a Ray task beside the extraction of the
     # next model (GPU solver where the cluster has GPUs); "driver" scores in this process
     score_on: str = "workers"
-    chunk: int = 256  # stimuli per feature block a model actor writes (workers mode)
+    chunk: int = 128  # stimuli per feature block a model actor writes (workers mode)
 
     def __post_init__(self):
         if self.engine not in ("ray", "local"):
