@@ -1,0 +1,390 @@
+"""Tuning summaries of latent units (paper 004 A.4, SCIENCE.md section 9), on plain arrays.
+
+A unit is one output dimension of a frozen encoder. Its responses are *signed* model
+features, not firing rates, so every summary here is the signed-feature variant:
+
+* **global orientation selectivity** (:func:`gosi`): for a curve ``r(theta_k)`` over
+  orientations ``theta_k`` in ``[0, pi)``, subtract the baseline ``min_k r(theta_k)``
+  and take ``gOSI = |sum_k r_k e^{2 i theta_k}| / sum_k r_k`` (0: untuned, 1: responds
+  at one orientation only); the vector preferred orientation is
+  ``arg(sum_k r_k e^{2 i theta_k}) / 2`` in ``[0, pi)`` (:func:`preferred_orientation`).
+* **phase modulation** (:func:`f1_f0`): for a curve over ``n`` phases uniform on
+  ``[0, 2 pi)``, ``c = DFT(r) / n``; ``F1 = 2 |c_1|`` (the amplitude of the first
+  harmonic), ``F0 = |c_0|`` (the absolute mean), ``F1/F0 = F1 / (F0 + 1e-8)``. A
+  half-wave rectified sinusoid gives ``pi / 2``; a pure sinusoid around zero is
+  very large (simple-like), a flat curve 0 (complex-like). The preferred phase is
+  ``-arg(c_1)`` in ``[0, 2 pi)``, where a cosine ``cos(phi - phi_0)`` peaks.
+* **contrast response** (:func:`fit_naka_rushton`): the signed Naka-Rushton function
+  ``r(c) = b + g c^n / (c^n + c50^n)``, gain ``g`` of either sign.
+* **spatial-frequency tuning** (:func:`fit_dog_sf`): a difference of Gaussians in
+  ``x = log2(sf)`` (seven parameters)
+  ``r(x) = b + a_e exp(-(x - m_e)^2 / (2 s_e^2)) - a_i exp(-(x - m_i)^2 / (2 s_i^2))``,
+  ``a_e, a_i >= 0``; the preferred SF is where the fitted curve peaks on a dense
+  geometric grid over the sampled range.
+* **quality control** (:func:`qc_flags`): loose inclusion criteria per unit.
+
+Everything is numpy/scipy; nothing here knows models, torch or Ray.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["gosi", "preferred_orientation", "f1_f0", "preferred_phase", "naka_rushton",
+           "fit_naka_rushton", "dog_log_sf", "fit_dog_sf", "grid_tuning_curves",
+           "QCThresholds", "qc_flags", "TuningInputError"]
+
+_EPS_F0 = 1e-8
+
+
+class TuningInputError(ValueError):
+    """Bad input to a tuning function (the message says which argument)."""
+
+
+def _curves(curves: Any, name: str = "curves") -> np.ndarray:
+    r = np.asarray(curves, dtype=np.float64)
+    if r.ndim < 1 or r.shape[-1] < 2:
+        raise TuningInputError(f"{name} must be [..., n] with n >= 2, got shape {list(r.shape)}")
+    return r
+
+
+def _thetas(thetas: Any, n: int) -> np.ndarray:
+    th = np.asarray(thetas, dtype=np.float64)
+    if th.shape != (n,):
+        raise TuningInputError(f"thetas must have shape [{n}] (one per curve point), "
+                               f"got {list(th.shape)}")
+    return th
+
+
+def _orientation_vector(curves: Any, thetas: Any) -> tuple[np.ndarray, np.ndarray]:
+    r = _curves(curves)
+    th = _thetas(thetas, r.shape[-1])
+    r = r - r.min(axis=-1, keepdims=True)  # the baseline: the curve's minimum
+    return (r * np.exp(2j * th)).sum(axis=-1), r.sum(axis=-1)
+
+
+def gosi(curves: Any, thetas: Any) -> np.ndarray:
+    """Global orientation selectivity of orientation curves ``[..., n_orientations]``.
+
+    ``gOSI = |sum r e^{2 i theta}| / sum r`` after subtracting each curve's minimum;
+    ``thetas`` in radians over ``[0, pi)``. NaN for a flat curve (nothing left after
+    the baseline) or a curve holding NaN. Returns ``[...]``.
+    """
+    v, s = _orientation_vector(curves, thetas)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.abs(v) / s
+    return np.where(s > 0, out, np.nan)
+
+
+def preferred_orientation(curves: Any, thetas: Any) -> np.ndarray:
+    """The vector preferred orientation ``arg(sum r e^{2 i theta}) / 2`` in ``[0, pi)``
+    (baseline-subtracted as in :func:`gosi`); NaN where gOSI is."""
+    v, s = _orientation_vector(curves, thetas)
+    return np.where(s > 0, np.mod(np.angle(v) / 2.0, np.pi), np.nan)
+
+
+def _phase_dft(phase_curves: Any) -> np.ndarray:
+    r = _curves(phase_curves, "phase_curves")
+    if r.shape[-1] < 3:
+        raise TuningInputError("phase_curves need at least 3 phases for a first harmonic")
+    return np.fft.fft(r, axis=-1) / r.shape[-1]
+
+
+def f1_f0(phase_curves: Any) -> np.ndarray:
+    """Phase modulation ``F1 / (F0 + 1e-8)`` of curves ``[..., n_phases]`` over phases
+    uniform on ``[0, 2 pi)``: ``c = DFT / n``, ``F1 = 2 |c_1|``, ``F0 = |c_0|``."""
+    c = _phase_dft(phase_curves)
+    return 2.0 * np.abs(c[..., 1]) / (np.abs(c[..., 0]) + _EPS_F0)
+
+
+def preferred_phase(phase_curves: Any) -> np.ndarray:
+    """``-arg(c_1)`` in ``[0, 2 pi)``: the phase where the first harmonic peaks."""
+    return np.mod(-np.angle(_phase_dft(phase_curves)[..., 1]), 2 * np.pi)
+
+
+# ------------------------------------------------------------------- Naka-Rushton
+
+
+def naka_rushton(c: Any, b: Any, g: Any, c50: Any, n: Any) -> np.ndarray:
+    """``b + g c^n / (c^n + c50^n)`` (contrast ``c >= 0``, broadcasting)."""
+    c = np.asarray(c, dtype=np.float64)
+    cn = np.power(c, n)
+    return b + g * cn / (cn + np.power(c50, n))
+
+
+def _r2(y: np.ndarray, fit: np.ndarray) -> float:
+    sst = float(((y - y.mean()) ** 2).sum())
+    if not np.isfinite(sst) or sst <= 0:
+        return float("nan")
+    return 1.0 - float(((y - fit) ** 2).sum()) / sst
+
+
+def _linear_bg(h: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Least-squares ``y ~ b + g h`` for every basis row of ``h`` [G, m] and curve of
+    ``y`` [U, m] at once: returns b, g, sse, each [G, U]."""
+    hm = h.mean(axis=1, keepdims=True)
+    hc = h - hm
+    shh = (hc ** 2).sum(axis=1)  # [G]
+    ym = y.mean(axis=1)
+    yc = y - ym[:, None]
+    shy = hc @ yc.T  # [G, U]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        g = np.where(shh[:, None] > 0, shy / shh[:, None], 0.0)
+    b = ym[None, :] - g * hm
+    sse = (yc ** 2).sum(axis=1)[None, :] - g * shy
+    return b, g, sse
+
+
+def fit_naka_rushton(contrasts: Any, responses: Any, n_starts: int = 4,
+                     c50_bounds: tuple[float, float] | None = None,
+                     n_bounds: tuple[float, float] = (0.3, 8.0)) -> dict[str, np.ndarray]:
+    """Fit the signed Naka-Rushton function to each curve of ``responses`` [..., m].
+
+    Starts: for each (c50, n) on a log-spaced grid the best ``b`` and ``g`` are linear
+    least squares (all curves at once); the ``n_starts`` best distinct grid points of
+    each curve are refined by bounded nonlinear least squares on all four parameters,
+    and the fit with the smallest residual is kept. ``c50`` is bounded to
+    ``c50_bounds`` (default: from a tenth of the smallest positive contrast to twice
+    the largest), ``n`` to ``n_bounds``.
+
+    Returns arrays of shape ``[...]``: ``b``, ``g``, ``c50``, ``n``, ``r2`` (coefficient
+    of determination on the sampled curve; NaN for a flat curve) and ``success``.
+    """
+    from scipy.optimize import least_squares
+
+    c = np.asarray(contrasts, dtype=np.float64)
+    y = _curves(responses, "responses")
+    if c.ndim != 1 or c.shape[0] != y.shape[-1]:
+        raise TuningInputError(f"contrasts must be [{y.shape[-1]}], got {list(c.shape)}")
+    if (c < 0).any() or not np.isfinite(c).all() or (c > 0).sum() < 2:
+        raise TuningInputError("contrasts must be finite, >= 0, with at least 2 positive")
+    lead = y.shape[:-1]
+    y2 = y.reshape(-1, y.shape[-1])
+    cpos = c[c > 0]
+    lo, hi = c50_bounds or (cpos.min() / 10.0, 2.0 * cpos.max())
+    c50_grid = np.geomspace(lo, hi, 24)
+    n_grid = np.geomspace(n_bounds[0], n_bounds[1], 16)
+    cc, nn = np.meshgrid(c50_grid, n_grid, indexing="ij")
+    cc, nn = cc.ravel(), nn.ravel()
+    h = naka_rushton(c[None, :], 0.0, 1.0, cc[:, None], nn[:, None])  # [G, m]
+    ok_rows = np.isfinite(y2).all(axis=1)
+    b_g, g_g, sse_g = _linear_bg(h, np.where(ok_rows[:, None], y2, 0.0))
+    out = {k: np.full(y2.shape[0], np.nan) for k in ("b", "g", "c50", "n", "r2")}
+    out["success"] = np.zeros(y2.shape[0], bool)
+    lb = np.array([-np.inf, -np.inf, lo, n_bounds[0]])
+    ub = np.array([np.inf, np.inf, hi, n_bounds[1]])
+    for u in np.flatnonzero(ok_rows):
+        yu = y2[u]
+        if np.ptp(yu) <= 0:
+            out["b"][u], out["g"][u] = yu[0], 0.0
+            continue
+        best = None
+        for gi in np.argsort(sse_g[:, u])[:max(1, n_starts)]:
+            p0 = np.clip([b_g[gi, u], g_g[gi, u], cc[gi], nn[gi]], lb + 1e-12, ub - 1e-12)
+            try:
+                res = least_squares(lambda p: naka_rushton(c, *p) - yu, p0, bounds=(lb, ub),
+                                    x_scale="jac", max_nfev=400)
+            except (ValueError, FloatingPointError):
+                continue
+            if np.all(np.isfinite(res.x)) and (best is None or res.cost < best.cost):
+                best = res
+        if best is None:
+            continue
+        out["b"][u], out["g"][u], out["c50"][u], out["n"][u] = best.x
+        out["r2"][u] = _r2(yu, naka_rushton(c, *best.x))
+        out["success"][u] = True
+    return {k: v.reshape(lead) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------- DoG
+
+
+def dog_log_sf(x: Any, b: float, a_e: float, m_e: float, s_e: float, a_i: float,
+               m_i: float, s_i: float) -> np.ndarray:
+    """The difference of Gaussians in ``x = log2(sf)`` (see the module text)."""
+    x = np.asarray(x, dtype=np.float64)
+    return (b + a_e * np.exp(-0.5 * ((x - m_e) / s_e) ** 2)
+            - a_i * np.exp(-0.5 * ((x - m_i) / s_i) ** 2))
+
+
+def _half_height_bandwidth(xd: np.ndarray, fd: np.ndarray) -> float:
+    """Full width (octaves) where the fitted curve is above half its peak over its
+    minimum on the grid; NaN when the half-height crossing leaves the sampled range."""
+    k = int(np.argmax(fd))
+    lo_v, pk = float(fd.min()), float(fd[k])
+    if pk - lo_v <= 0:
+        return float("nan")
+    half = lo_v + 0.5 * (pk - lo_v)
+    left = np.flatnonzero(fd[:k] < half)
+    right = np.flatnonzero(fd[k:] < half)
+    if not len(left) or not len(right):
+        return float("nan")
+    return float(xd[k + right[0]] - xd[left[-1]])
+
+
+def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
+               ) -> dict[str, np.ndarray]:
+    """Fit a difference of Gaussians in log2 spatial frequency to each curve of
+    ``responses`` [..., m] sampled at spatial frequencies ``sfs`` [m] (cycles/pixel).
+
+    Amplitudes ``a_e, a_i >= 0``; ``n_starts`` starting points (peak-centred
+    excitatory Gaussians of three widths, one with an inhibitory surround, one
+    centred on the range), the fit with the largest R^2 is kept.
+
+    Returns arrays ``[...]``: ``pref_sf`` (the fitted curve's maximum on ``n_dense``
+    geometrically spaced SFs over the sampled range), ``pref_sf_sampled`` (the sampled
+    SF of largest response), ``pref_sf_index`` (its index), ``bandwidth_octaves`` (full
+    width at half height of the fitted curve above its minimum, NaN when not bounded in
+    range), ``r2`` and ``success``; ``params`` [..., 7] (b, a_e, m_e, s_e, a_i, m_i, s_i).
+    """
+    from scipy.optimize import least_squares
+
+    f = np.asarray(sfs, dtype=np.float64)
+    y = _curves(responses, "responses")
+    if f.ndim != 1 or f.shape[0] != y.shape[-1] or (f <= 0).any():
+        raise TuningInputError(f"sfs must be [{y.shape[-1]}] positive frequencies, got "
+                               f"shape {list(f.shape)}")
+    if n_starts < 1:
+        raise TuningInputError(f"n_starts must be >= 1, got {n_starts}")
+    x = np.log2(f)
+    span = float(x.max() - x.min()) or 1.0
+    xd = np.linspace(x.min(), x.max(), n_dense)
+    lead = y.shape[:-1]
+    y2 = y.reshape(-1, y.shape[-1])
+    nu = y2.shape[0]
+    out = {k: np.full(nu, np.nan) for k in ("pref_sf", "pref_sf_sampled", "bandwidth_octaves",
+                                            "r2")}
+    out["pref_sf_index"] = np.full(nu, -1, np.int64)
+    out["success"] = np.zeros(nu, bool)
+    out["params"] = np.full((nu, 7), np.nan)
+    s_min = 0.05
+    lb = np.array([-np.inf, 0.0, x.min() - span, s_min, 0.0, x.min() - span, s_min])
+    ub = np.array([np.inf, np.inf, x.max() + span, 4 * span, np.inf, x.max() + span, 4 * span])
+    for u in range(nu):
+        yu = y2[u]
+        if not np.isfinite(yu).all():
+            continue
+        k = int(np.argmax(yu))
+        out["pref_sf_index"][u] = k
+        out["pref_sf_sampled"][u] = f[k]
+        amp = float(np.ptp(yu))
+        if amp <= 0:
+            continue
+        mid = float(x.mean())
+        starts = [
+            [yu.min(), amp, x[k], span / 4, 0.0, x[k], span / 2],
+            [yu.min(), amp, x[k], span / 8, 0.0, x[k], span / 2],
+            [yu.min(), amp, x[k], span / 2, 0.0, x[k], span],
+            [yu.max(), amp, x[k], span / 6, amp, x[k], span / 2],
+            [yu.min(), amp, mid, span / 3, 0.1 * amp, mid, span],
+        ][:n_starts]
+        best, best_r2 = None, -np.inf
+        for p0 in starts:
+            p0 = np.clip(np.asarray(p0, float), lb + 1e-9, ub - 1e-9)
+            try:
+                res = least_squares(lambda p: dog_log_sf(x, *p) - yu, p0, bounds=(lb, ub),
+                                    x_scale="jac", max_nfev=600)
+            except (ValueError, FloatingPointError):
+                continue
+            if not np.all(np.isfinite(res.x)):
+                continue
+            r2 = _r2(yu, dog_log_sf(x, *res.x))
+            if np.isfinite(r2) and r2 > best_r2:
+                best, best_r2 = res, r2
+        if best is None:
+            continue
+        fd = dog_log_sf(xd, *best.x)
+        if not np.all(np.isfinite(fd)):
+            continue
+        out["params"][u] = best.x
+        out["r2"][u] = best_r2
+        out["pref_sf"][u] = 2.0 ** xd[int(np.argmax(fd))]
+        out["bandwidth_octaves"][u] = _half_height_bandwidth(xd, fd)
+        out["success"][u] = True
+    res = {k: v.reshape(lead) for k, v in out.items() if k != "params"}
+    res["params"] = out["params"].reshape(*lead, 7)
+    return res
+
+
+# ------------------------------------------------------------- grids and QC
+
+
+def grid_tuning_curves(R: Any) -> dict[str, np.ndarray]:
+    """Curves of every unit from a response tensor ``R[o, p, s, d]`` (orientation,
+    phase, spatial frequency, unit) of full-field gratings (paper A.4):
+
+    * ``orientation`` [d, o]: mean over phase and SF;
+    * ``pref_ori_index`` [d]: the sampled orientation bin of largest mean response;
+    * ``sf`` [d, s]: at the preferred orientation bin, mean over phase;
+    * ``pref_sf_index`` [d]: the sampled SF of largest response there;
+    * ``phase`` [d, p]: at the preferred orientation and SF bins.
+    """
+    R = np.asarray(R, dtype=np.float64)
+    if R.ndim != 4:
+        raise TuningInputError(f"R must be [orientations, phases, sfs, units], got {list(R.shape)}")
+    d = np.arange(R.shape[3])
+    ori = R.mean(axis=(1, 2)).T  # [d, o]
+    io = np.argmax(ori, axis=1)
+    sf = R[io, :, :, d].mean(axis=1)  # [d, s]
+    isf = np.argmax(sf, axis=1)
+    phase = R[io, :, isf, d]  # [d, p]
+    return {"orientation": ori, "pref_ori_index": io, "sf": sf, "pref_sf_index": isf,
+            "phase": phase}
+
+
+@dataclass(frozen=True)
+class QCThresholds:
+    """Loose inclusion thresholds (paper A.4; its numbers were lost, these are ours).
+
+    Ranges are peak-to-peak responses in the units' own (feature) scale."""
+
+    responsive: float = 1e-3
+    orientation_range: float = 1e-3
+    phase_range: float = 1e-3
+    sf_range: float = 1e-3
+    contrast_range: float = 1e-3
+    sf_r2: float = 0.5
+    contrast_r2: float = 0.5
+
+
+def qc_flags(curves: dict[str, Any], gosi_values: Any, f1f0_values: Any,
+             dog: dict[str, Any], nr: dict[str, Any], sfs: Any,
+             thresholds: QCThresholds = QCThresholds()) -> dict[str, np.ndarray]:
+    """Quality-control flags per unit (paper A.4).
+
+    ``curves`` holds ``orientation``, ``phase``, ``sf`` and ``contrast`` curves, each
+    ``[units, points]``. A unit is *responsive* when the largest peak-to-peak range of
+    its four curves exceeds ``responsive``. Then
+    ``qc_orientation``: responsive, finite gOSI, orientation range > threshold;
+    ``qc_phase``: responsive, finite F1/F0, phase range > threshold;
+    ``qc_sf``: responsive, SF range > threshold, finite sampled and fitted preferred SF
+    inside the sampled range, DoG fit succeeded with R^2 >= ``sf_r2``;
+    ``qc_contrast``: responsive, contrast range > threshold, Naka-Rushton fit succeeded
+    with finite parameters and R^2 >= ``contrast_r2``.
+    """
+    t = thresholds
+    rng = {k: np.ptp(np.asarray(curves[k], dtype=np.float64), axis=-1)
+           for k in ("orientation", "phase", "sf", "contrast")}
+    responsive = np.nanmax(np.stack(list(rng.values())), axis=0) > t.responsive
+    f = np.asarray(sfs, dtype=np.float64)
+    pref = np.asarray(dog["pref_sf"], dtype=np.float64)
+    in_range = np.isfinite(pref) & (pref >= f.min() * (1 - 1e-9)) & (pref <= f.max() * (1 + 1e-9))
+    nr_finite = np.all([np.isfinite(np.asarray(nr[k], dtype=np.float64))
+                        for k in ("b", "g", "c50", "n")], axis=0)
+    dog_r2 = np.asarray(dog["r2"], dtype=np.float64)
+    nr_r2 = np.asarray(nr["r2"], dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return {
+            "responsive": responsive,
+            "qc_orientation": responsive & np.isfinite(np.asarray(gosi_values, float))
+            & (rng["orientation"] > t.orientation_range),
+            "qc_phase": responsive & np.isfinite(np.asarray(f1f0_values, float))
+            & (rng["phase"] > t.phase_range),
+            "qc_sf": responsive & (rng["sf"] > t.sf_range)
+            & np.isfinite(np.asarray(dog["pref_sf_sampled"], float)) & in_range
+            & np.asarray(dog["success"], bool) & (dog_r2 >= t.sf_r2),
+            "qc_contrast": responsive & (rng["contrast"] > t.contrast_range)
+            & np.asarray(nr["success"], bool) & nr_finite & (nr_r2 >= t.contrast_r2),
+        }
