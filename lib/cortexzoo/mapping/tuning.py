@@ -17,7 +17,7 @@ features, not firing rates, so every summary here is the signed-feature variant:
 * **contrast response** (:func:`fit_naka_rushton`): the signed Naka-Rushton function
   ``r(c) = b + g c^n / (c^n + c50^n)``, gain ``g`` of either sign.
 * **spatial-frequency tuning** (:func:`fit_dog_sf`): a difference of Gaussians in
-  ``x = log2(sf)`` (seven parameters)
+  ``x = log2(sf)`` (seven parameters, fitted by a batched Levenberg-Marquardt)
   ``r(x) = b + a_e exp(-(x - m_e)^2 / (2 s_e^2)) - a_i exp(-(x - m_i)^2 / (2 s_i^2))``,
   ``a_e, a_i >= 0``; the preferred SF is where the fitted curve peaks on a dense
   geometric grid over the sampled range.
@@ -224,14 +224,77 @@ def _half_height_bandwidth(xd: np.ndarray, fd: np.ndarray) -> float:
     return float(xd[k + right[0]] - xd[left[-1]])
 
 
+def _dog_residual_jacobian(x: np.ndarray, y: np.ndarray):
+    """Residuals [R, m] and Jacobians [R, m, 7] of :func:`dog_log_sf` for parameter rows."""
+    def fn(p: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        b, ae, me, se, ai, mi, si = (p[:, k:k + 1] for k in range(7))
+        ue, ui = (x - me) / se, (x - mi) / si
+        E, I = np.exp(-0.5 * ue ** 2), np.exp(-0.5 * ui ** 2)
+        r = b + ae * E - ai * I - y[rows]
+        J = np.stack([np.ones_like(r), E, ae * E * ue / se, ae * E * ue ** 2 / se,
+                      -I, -ai * I * ui / si, -ai * I * ui ** 2 / si], axis=-1)
+        return r, J
+    return fn
+
+
+def _batched_lm(fn, p0: np.ndarray, lb: np.ndarray, ub: np.ndarray,
+                max_iter: int = 300, rtol: float = 1e-12) -> tuple[np.ndarray, np.ndarray]:
+    """Levenberg-Marquardt on many independent small problems at once, within bounds.
+
+    ``fn(p [r, k], rows [r]) -> (residuals [r, m], Jacobian [r, m, k])`` for the problems
+    ``rows`` at parameters ``p``. Marquardt's diagonal
+    scaling; a coordinate at a bound whose gradient points outward is held (an active
+    set), every step is clipped into the box, a step is kept only where it lowers the
+    cost. Returns the parameters and the final costs (sums of squared residuals).
+    """
+    p = np.clip(p0, lb, ub)
+    r, J = fn(p, np.arange(len(p)))
+    cost = (r ** 2).sum(axis=1)
+    lam = np.full(len(p), 1e-3)
+    live = np.isfinite(cost)
+    k = p.shape[1]
+    eye = np.eye(k)
+    for _ in range(max_iter):
+        if not live.any():
+            break
+        idx = np.flatnonzero(live)
+        Ji, ri, pi = J[idx], r[idx], p[idx]
+        A = np.einsum("rmk,rml->rkl", Ji, Ji)
+        g = np.einsum("rmk,rm->rk", Ji, ri)
+        held = ((pi <= lb) & (g > 0)) | ((pi >= ub) & (g < 0))
+        d = np.einsum("rkk->rk", A)
+        d = d + 1e-9 * d.mean(axis=1, keepdims=True) + 1e-12
+        M = A + lam[idx, None, None] * d[:, :, None] * eye
+        M = np.where(held[:, :, None] | held[:, None, :], 0.0, M) + held[:, :, None] * eye
+        g = np.where(held, 0.0, g)
+        try:
+            step = np.linalg.solve(M, -g[..., None])[..., 0]
+        except np.linalg.LinAlgError:
+            step = np.stack([np.linalg.lstsq(m_, -g_, rcond=None)[0] for m_, g_ in zip(M, g)])
+        pn = np.clip(pi + step, lb, ub)
+        rn, Jn = fn(pn, idx)
+        cn = (rn ** 2).sum(axis=1)
+        better = np.isfinite(cn) & (cn < cost[idx])
+        gain = np.where(better, cost[idx] - cn, 0.0)
+        sel = idx[better]
+        p[sel], r[sel], J[sel], cost[sel] = pn[better], rn[better], Jn[better], cn[better]
+        lam[idx] = np.where(better, np.maximum(lam[idx] * 0.3, 1e-12), lam[idx] * 10.0)
+        small = gain <= rtol * (cost[idx] + 1e-300)
+        done = (better & small) | (lam[idx] > 1e12) | (cost[idx] <= 1e-30)
+        live[idx[done]] = False
+    return p, cost
+
+
 def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
-               ) -> dict[str, np.ndarray]:
+               max_iter: int = 300) -> dict[str, np.ndarray]:
     """Fit a difference of Gaussians in log2 spatial frequency to each curve of
     ``responses`` [..., m] sampled at spatial frequencies ``sfs`` [m] (cycles/pixel).
 
-    Amplitudes ``a_e, a_i >= 0``; ``n_starts`` starting points (peak-centred
-    excitatory Gaussians of three widths, one with an inhibitory surround, one
-    centred on the range), the fit with the largest R^2 is kept.
+    Amplitudes ``a_e, a_i >= 0``, widths ``>= 0.05`` octaves, centres within a range's
+    width of the sampled range. ``n_starts`` starting points (peak-centred excitatory
+    Gaussians of three widths, one with an inhibitory surround, one centred on the
+    range), each refined by bounded Levenberg-Marquardt (all curves and starts at once);
+    the fit with the largest R^2 is kept.
 
     Returns arrays ``[...]``: ``pref_sf`` (the fitted curve's maximum on ``n_dense``
     geometrically spaced SFs over the sampled range), ``pref_sf_sampled`` (the sampled
@@ -239,15 +302,13 @@ def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
     width at half height of the fitted curve above its minimum, NaN when not bounded in
     range), ``r2`` and ``success``; ``params`` [..., 7] (b, a_e, m_e, s_e, a_i, m_i, s_i).
     """
-    from scipy.optimize import least_squares
-
     f = np.asarray(sfs, dtype=np.float64)
     y = _curves(responses, "responses")
     if f.ndim != 1 or f.shape[0] != y.shape[-1] or (f <= 0).any():
         raise TuningInputError(f"sfs must be [{y.shape[-1]}] positive frequencies, got "
                                f"shape {list(f.shape)}")
-    if n_starts < 1:
-        raise TuningInputError(f"n_starts must be >= 1, got {n_starts}")
+    if not 1 <= n_starts <= 5:
+        raise TuningInputError(f"n_starts must be in 1..5, got {n_starts}")
     x = np.log2(f)
     span = float(x.max() - x.min()) or 1.0
     xd = np.linspace(x.min(), x.max(), n_dense)
@@ -259,51 +320,42 @@ def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
     out["pref_sf_index"] = np.full(nu, -1, np.int64)
     out["success"] = np.zeros(nu, bool)
     out["params"] = np.full((nu, 7), np.nan)
-    s_min = 0.05
-    lb = np.array([-np.inf, 0.0, x.min() - span, s_min, 0.0, x.min() - span, s_min])
-    ub = np.array([np.inf, np.inf, x.max() + span, 4 * span, np.inf, x.max() + span, 4 * span])
-    for u in range(nu):
-        yu = y2[u]
-        if not np.isfinite(yu).all():
-            continue
-        k = int(np.argmax(yu))
-        out["pref_sf_index"][u] = k
-        out["pref_sf_sampled"][u] = f[k]
-        amp = float(np.ptp(yu))
-        if amp <= 0:
-            continue
-        mid = float(x.mean())
+    finite = np.isfinite(y2).all(axis=1)
+    k = np.argmax(np.where(finite[:, None], y2, -np.inf), axis=1)
+    out["pref_sf_index"][finite] = k[finite]
+    out["pref_sf_sampled"][finite] = f[k[finite]]
+    amp = np.ptp(np.where(finite[:, None], y2, 0.0), axis=1)
+    fit_rows = np.flatnonzero(finite & (amp > 0))
+    if fit_rows.size:
+        yu, ku, au = y2[fit_rows], k[fit_rows], amp[fit_rows]
+        lo_, hi_, xk, mid = yu.min(axis=1), yu.max(axis=1), x[ku], np.full(len(ku), x.mean())
+        z = np.zeros(len(ku))
         starts = [
-            [yu.min(), amp, x[k], span / 4, 0.0, x[k], span / 2],
-            [yu.min(), amp, x[k], span / 8, 0.0, x[k], span / 2],
-            [yu.min(), amp, x[k], span / 2, 0.0, x[k], span],
-            [yu.max(), amp, x[k], span / 6, amp, x[k], span / 2],
-            [yu.min(), amp, mid, span / 3, 0.1 * amp, mid, span],
+            [lo_, au, xk, z + span / 4, z, xk, z + span / 2],
+            [lo_, au, xk, z + span / 8, z, xk, z + span / 2],
+            [lo_, au, xk, z + span / 2, z, xk, z + span],
+            [hi_, au, xk, z + span / 6, au, xk, z + span / 2],
+            [lo_, au, mid, z + span / 3, 0.1 * au, mid, z + span],
         ][:n_starts]
-        best, best_r2 = None, -np.inf
-        for p0 in starts:
-            p0 = np.clip(np.asarray(p0, float), lb + 1e-9, ub - 1e-9)
-            try:
-                res = least_squares(lambda p: dog_log_sf(x, *p) - yu, p0, bounds=(lb, ub),
-                                    x_scale="jac", max_nfev=600)
-            except (ValueError, FloatingPointError):
-                continue
-            if not np.all(np.isfinite(res.x)):
-                continue
-            r2 = _r2(yu, dog_log_sf(x, *res.x))
-            if np.isfinite(r2) and r2 > best_r2:
-                best, best_r2 = res, r2
-        if best is None:
-            continue
-        fd = dog_log_sf(xd, *best.x)
-        if not np.all(np.isfinite(fd)):
-            continue
-        out["params"][u] = best.x
-        out["r2"][u] = best_r2
-        out["pref_sf"][u] = 2.0 ** xd[int(np.argmax(fd))]
-        out["bandwidth_octaves"][u] = _half_height_bandwidth(xd, fd)
-        out["success"][u] = True
-    res = {k: v.reshape(lead) for k, v in out.items() if k != "params"}
+        p0 = np.concatenate([np.stack(s_, axis=1) for s_ in starts])  # [S * R, 7]
+        yy = np.tile(yu, (len(starts), 1))
+        lb = np.array([-np.inf, 0.0, x.min() - span, 0.05, 0.0, x.min() - span, 0.05])
+        ub = np.array([np.inf, np.inf, x.max() + span, 4 * span, np.inf, x.max() + span, 4 * span])
+        p, cost = _batched_lm(_dog_residual_jacobian(x, yy), p0, lb, ub, max_iter)
+        sst = ((yy - yy.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
+        r2 = np.where(np.isfinite(cost), 1.0 - cost / sst, -np.inf).reshape(len(starts), -1)
+        best = np.argmax(r2, axis=0)
+        pb = p.reshape(len(starts), -1, 7)[best, np.arange(len(ku))]
+        rb = r2[best, np.arange(len(ku))]
+        fd = (pb[:, :1] + pb[:, 1:2] * np.exp(-0.5 * ((xd - pb[:, 2:3]) / pb[:, 3:4]) ** 2)
+              - pb[:, 4:5] * np.exp(-0.5 * ((xd - pb[:, 5:6]) / pb[:, 6:7]) ** 2))
+        ok = np.isfinite(rb) & np.isfinite(fd).all(axis=1)
+        for j in np.flatnonzero(ok):
+            u = fit_rows[j]
+            out["params"][u], out["r2"][u], out["success"][u] = pb[j], rb[j], True
+            out["pref_sf"][u] = 2.0 ** xd[int(np.argmax(fd[j]))]
+            out["bandwidth_octaves"][u] = _half_height_bandwidth(xd, fd[j])
+    res = {k_: v.reshape(lead) for k_, v in out.items() if k_ != "params"}
     res["params"] = out["params"].reshape(*lead, 7)
     return res
 
