@@ -93,7 +93,8 @@ def test_rdk_coherent_dots_shift_by_the_speed_each_frame():
     for t in range(3):
         np.testing.assert_array_equal(down[:, t + 1], np.roll(down[:, t], 2, axis=-2))
     # no coherence, or dots that live one frame: the next frame is no shift of this one
-    for kw in (dict(coherence=np.zeros(n), lifetime=10 ** 6), dict(coherence=np.ones(n), lifetime=1)):
+    for kw in (dict(coherence=np.zeros(n), lifetime=10 ** 6),
+               dict(coherence=np.ones(n), lifetime=1)):
         c = S.rdk_clips(kw["coherence"], np.zeros(n), h, w, seed=8, n_frames=3,
                         lifetime=kw["lifetime"], density=0.1)
         assert not np.array_equal(c[:, 1], np.roll(c[:, 0], 1, axis=-1))

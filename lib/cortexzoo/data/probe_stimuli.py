@@ -53,7 +53,8 @@ def _vec(v: Any, n: int | None = None) -> np.ndarray:
     return a
 
 
-def _range(r: Sequence[float], name: str, lo: float = -np.inf, hi: float = np.inf) -> tuple[float, float]:
+def _range(r: Sequence[float], name: str, lo: float = -np.inf,
+           hi: float = np.inf) -> tuple[float, float]:
     try:
         a, b = (float(v) for v in r)
     except (TypeError, ValueError):

@@ -253,7 +253,8 @@ class LinearSettings:
 
     def __post_init__(self) -> None:
         if not self.l2_grid or any(float(v) < 0 for v in self.l2_grid):
-            raise ProbeConfigError(f"linear.l2_grid: non-negative values needed, got {self.l2_grid}")
+            raise ProbeConfigError(f"linear.l2_grid: non-negative values needed, "
+                                   f"got {self.l2_grid}")
         self.l2_grid = sorted({float(v) for v in self.l2_grid}, reverse=True)
 
 

@@ -21,8 +21,8 @@ import pandas as pd
 
 log = logging.getLogger("cortexzoo.probe")
 
-__all__ = ["HEADLINE", "SECONDARY", "ENDPOINTS", "PROBE_METHODS", "build_cross_model", "architecture_means",
-           "cross_model_stats", "ensure_neural_prediction"]
+__all__ = ["HEADLINE", "SECONDARY", "ENDPOINTS", "PROBE_METHODS", "build_cross_model",
+           "architecture_means", "cross_model_stats", "ensure_neural_prediction"]
 
 #: Cross-model column -> score-table metric, in table order.
 HEADLINE = {
