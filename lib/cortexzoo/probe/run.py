@@ -240,10 +240,7 @@ def probe_family(cfg: ProbeConfig, *, on_unit: Callable[[UnitResult], None] | No
     if not cfg.data:
         raise ProbeConfigError("data: a sessions URI is required (--data)")
     data, out = normalize_uri(cfg.data), normalize_uri(cfg.out)
-    try:
-        coll = load_sessions(data)
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"sessions folder {data}: {exc}") from exc
+    coll = load_sessions(data)  # errors name the missing folder, session or file
     store = ResultStore(out)
     twins = select_twins(store, cfg)
     session = None
