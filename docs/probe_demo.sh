@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The pictures of the README's "Probing digital twins" section, from nothing, on CPUs:
+# synthetic sessions, three small twin architectures x two seeds trained for a few
+# epochs with Ray Train, then the probe battery (configs/probe_demo.yaml) and the HTML
+# report. About 10 minutes on 2 cores.
+#   docs/probe_demo.sh [WORKDIR]      (default /tmp/probe-demo; needs cortexzoo on PATH)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+W=${1:-/tmp/probe-demo}
+cortexzoo twins synth "$W/sessions" --animals 2 --neurons 24,24 --frames 3000 \
+    --height 24 --width 40 --rate-scale 3
+cortexzoo twins train --config configs/twins_demo.yaml --data "$W/sessions" --out "$W/results" \
+    --encoders cnn,shufflenet_v2_x1_0,squeezenet1_1 --seeds 0,1 --num-workers 1 --max-epochs 4
+cortexzoo twins eval --data "$W/sessions" --out "$W/results"
+cortexzoo twins probe --config configs/probe_demo.yaml --data "$W/sessions" --out "$W/results"
+cortexzoo report "$W/results" --html
+cp "$W/results/probes/plots/cross_model.png" docs/img/probe_cross_model.png
+cp "$W/results/probes/plots/probe_curves.png" docs/img/probe_curves.png
+echo "pictures in docs/img/, report in $W/results/report.html"
