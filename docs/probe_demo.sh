@@ -7,10 +7,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 W=${1:-/tmp/probe-demo}
-cortexzoo twins synth "$W/sessions" --animals 2 --neurons 24,24 --frames 3000 \
+mkdir -p "$W"
+cat > "$W/twins.yaml" <<YAML
+twin: {feature_dim: 32, hidden_dim: 32, batch_size: 32, lr_encoder: 3.0e-3, lr_gru: 3.0e-3,
+       lr_readout: 3.0e-3}
+YAML
+cortexzoo twins synth "$W/sessions" --animals 2 --neurons 24,24 --frames 2000 \
     --height 24 --width 40 --rate-scale 3
-cortexzoo twins train --config configs/twins_demo.yaml --data "$W/sessions" --out "$W/results" \
-    --encoders cnn,shufflenet_v2_x1_0,squeezenet1_1 --seeds 0,1 --num-workers 1 --max-epochs 4
+cortexzoo twins train --config "$W/twins.yaml" --data "$W/sessions" --out "$W/results" \
+    --encoders cnn,shufflenet_v2_x1_0,squeezenet1_1 --seeds 0,1 --num-workers 1 --max-epochs 4 \
+    --no-use-gpu
 cortexzoo twins eval --data "$W/sessions" --out "$W/results"
 cortexzoo twins probe --config configs/probe_demo.yaml --data "$W/sessions" --out "$W/results"
 cortexzoo report "$W/results" --html

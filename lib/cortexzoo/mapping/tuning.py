@@ -247,6 +247,8 @@ def _batched_lm(fn, p0: np.ndarray, lb: np.ndarray, ub: np.ndarray,
     set), every step is clipped into the box, a step is kept only where it lowers the
     cost. Returns the parameters and the final costs (sums of squared residuals).
     """
+    lb = np.broadcast_to(lb, p0.shape)
+    ub = np.broadcast_to(ub, p0.shape)
     p = np.clip(p0, lb, ub)
     r, J = fn(p, np.arange(len(p)))
     cost = (r ** 2).sum(axis=1)
@@ -261,7 +263,8 @@ def _batched_lm(fn, p0: np.ndarray, lb: np.ndarray, ub: np.ndarray,
         Ji, ri, pi = J[idx], r[idx], p[idx]
         A = np.einsum("rmk,rml->rkl", Ji, Ji)
         g = np.einsum("rmk,rm->rk", Ji, ri)
-        held = ((pi <= lb) & (g > 0)) | ((pi >= ub) & (g < 0))
+        lbi, ubi = lb[idx], ub[idx]
+        held = ((pi <= lbi) & (g > 0)) | ((pi >= ubi) & (g < 0))
         d = np.einsum("rkk->rk", A)
         d = d + 1e-9 * d.mean(axis=1, keepdims=True) + 1e-12
         M = A + lam[idx, None, None] * d[:, :, None] * eye
@@ -271,7 +274,7 @@ def _batched_lm(fn, p0: np.ndarray, lb: np.ndarray, ub: np.ndarray,
             step = np.linalg.solve(M, -g[..., None])[..., 0]
         except np.linalg.LinAlgError:
             step = np.stack([np.linalg.lstsq(m_, -g_, rcond=None)[0] for m_, g_ in zip(M, g)])
-        pn = np.clip(pi + step, lb, ub)
+        pn = np.clip(pi + step, lbi, ubi)
         rn, Jn = fn(pn, idx)
         cn = (rn ** 2).sum(axis=1)
         better = np.isfinite(cn) & (cn < cost[idx])
@@ -285,16 +288,58 @@ def _batched_lm(fn, p0: np.ndarray, lb: np.ndarray, ub: np.ndarray,
     return p, cost
 
 
+def _dog_grid_starts(x: np.ndarray, y: np.ndarray, n_starts: int) -> np.ndarray:
+    """Starting points [n_starts, R, 7] for the DoG fits of curves ``y`` [R, m].
+
+    The amplitudes and the baseline enter the DoG linearly: for every (m_e, s_e, m_i, s_i)
+    on a grid the best ``b``, ``a_e >= 0``, ``a_i >= 0`` are a small nonnegative least
+    squares, solved in closed form for all curves at once (the unconstrained solution or,
+    where an amplitude comes out negative, the best of the sub-models without it). Each
+    curve's ``n_starts`` best grid points are the starts.
+    """
+    span = float(x.max() - x.min()) or 1.0
+    m_e = np.linspace(x.min() - span / 4, x.max() + span / 4, 12)
+    s_e = np.geomspace(0.08 * span, 1.5 * span, 6)
+    m_i = np.linspace(x.min() - span / 4, x.max() + span / 4, 7)
+    s_i = np.geomspace(0.15 * span, 2.5 * span, 4)
+    G = np.stack(np.meshgrid(m_e, s_e, m_i, s_i, indexing="ij"), -1).reshape(-1, 4)
+    E = np.exp(-0.5 * ((x[None] - G[:, :1]) / G[:, 1:2]) ** 2)   # [G, m]
+    I = np.exp(-0.5 * ((x[None] - G[:, 2:3]) / G[:, 3:4]) ** 2)
+    cols = np.stack([np.ones_like(E), E, -I], axis=-1)           # [G, m, 3]
+    yty = (y ** 2).sum(axis=1)                                    # [R]
+    best_sse = np.full((len(G), len(y)), np.inf)
+    best_th = np.zeros((len(G), len(y), 3))
+    for keep in ((0, 1, 2), (0, 1), (0, 2), (0,)):
+        X = cols[:, :, keep]                                      # [G, m, q]
+        gram = np.einsum("gmq,gmr->gqr", X, X) + 1e-12 * np.eye(len(keep))
+        rhs = np.einsum("gmq,rm->grq", X, y)                      # [G, R, q]
+        th = np.einsum("gqr,gur->guq", np.linalg.inv(gram), rhs)
+        sse = yty[None] - 2 * (th * rhs).sum(-1) + np.einsum("guq,gqr,gur->gu", th, gram, th)
+        ok = (th[..., 1:] >= 0).all(axis=-1) & (sse < best_sse)
+        full = np.zeros((len(G), len(y), 3))
+        full[..., list(keep)] = th
+        best_sse = np.where(ok, sse, best_sse)
+        best_th = np.where(ok[..., None], full, best_th)
+    order = np.argsort(best_sse, axis=0)[:n_starts]               # [S, R]
+    r = np.arange(len(y))
+    th = best_th[order, r]                                        # [S, R, 3]
+    g = G[order]                                                  # [S, R, 4]
+    amp = np.ptp(y, axis=1)[None]
+    return np.stack([th[..., 0], np.maximum(th[..., 1], 0) + 1e-6 * amp, g[..., 0], g[..., 1],
+                     np.maximum(th[..., 2], 0), g[..., 2], g[..., 3]], axis=-1)
+
+
 def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
                max_iter: int = 300) -> dict[str, np.ndarray]:
     """Fit a difference of Gaussians in log2 spatial frequency to each curve of
     ``responses`` [..., m] sampled at spatial frequencies ``sfs`` [m] (cycles/pixel).
 
     Amplitudes ``a_e, a_i >= 0``, widths ``>= 0.05`` octaves, centres within a range's
-    width of the sampled range. ``n_starts`` starting points (peak-centred excitatory
-    Gaussians of three widths, one with an inhibitory surround, one centred on the
-    range), each refined by bounded Levenberg-Marquardt (all curves and starts at once);
-    the fit with the largest R^2 is kept.
+    width of the sampled range. ``n_starts`` starting points per curve: the best points of
+    a grid over the Gaussians' centres and widths, with the baseline and amplitudes
+    solved exactly for each (:func:`_dog_grid_starts`); each start is refined by bounded
+    Levenberg-Marquardt (all curves and starts at once) and the fit with the largest R^2
+    is kept.
 
     Returns arrays ``[...]``: ``pref_sf`` (the fitted curve's maximum on ``n_dense``
     geometrically spaced SFs over the sampled range), ``pref_sf_sampled`` (the sampled
@@ -307,8 +352,8 @@ def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
     if f.ndim != 1 or f.shape[0] != y.shape[-1] or (f <= 0).any():
         raise TuningInputError(f"sfs must be [{y.shape[-1]}] positive frequencies, got "
                                f"shape {list(f.shape)}")
-    if not 1 <= n_starts <= 5:
-        raise TuningInputError(f"n_starts must be in 1..5, got {n_starts}")
+    if n_starts < 1:
+        raise TuningInputError(f"n_starts must be >= 1, got {n_starts}")
     x = np.log2(f)
     span = float(x.max() - x.min()) or 1.0
     xd = np.linspace(x.min(), x.max(), n_dense)
@@ -327,17 +372,9 @@ def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
     amp = np.ptp(np.where(finite[:, None], y2, 0.0), axis=1)
     fit_rows = np.flatnonzero(finite & (amp > 0))
     if fit_rows.size:
-        yu, ku, au = y2[fit_rows], k[fit_rows], amp[fit_rows]
-        lo_, hi_, xk, mid = yu.min(axis=1), yu.max(axis=1), x[ku], np.full(len(ku), x.mean())
-        z = np.zeros(len(ku))
-        starts = [
-            [lo_, au, xk, z + span / 4, z, xk, z + span / 2],
-            [lo_, au, xk, z + span / 8, z, xk, z + span / 2],
-            [lo_, au, xk, z + span / 2, z, xk, z + span],
-            [hi_, au, xk, z + span / 6, au, xk, z + span / 2],
-            [lo_, au, mid, z + span / 3, 0.1 * au, mid, z + span],
-        ][:n_starts]
-        p0 = np.concatenate([np.stack(s_, axis=1) for s_ in starts])  # [S * R, 7]
+        yu = y2[fit_rows]
+        starts = _dog_grid_starts(x, yu, n_starts)  # [S, R, 7]
+        p0 = starts.reshape(-1, 7)
         yy = np.tile(yu, (len(starts), 1))
         lb = np.array([-np.inf, 0.0, x.min() - span, 0.05, 0.0, x.min() - span, 0.05])
         ub = np.array([np.inf, np.inf, x.max() + span, 4 * span, np.inf, x.max() + span, 4 * span])
@@ -345,8 +382,8 @@ def fit_dog_sf(sfs: Any, responses: Any, n_starts: int = 5, n_dense: int = 200,
         sst = ((yy - yy.mean(axis=1, keepdims=True)) ** 2).sum(axis=1)
         r2 = np.where(np.isfinite(cost), 1.0 - cost / sst, -np.inf).reshape(len(starts), -1)
         best = np.argmax(r2, axis=0)
-        pb = p.reshape(len(starts), -1, 7)[best, np.arange(len(ku))]
-        rb = r2[best, np.arange(len(ku))]
+        pb = p.reshape(len(starts), -1, 7)[best, np.arange(len(yu))]
+        rb = r2[best, np.arange(len(yu))]
         fd = (pb[:, :1] + pb[:, 1:2] * np.exp(-0.5 * ((xd - pb[:, 2:3]) / pb[:, 3:4]) ** 2)
               - pb[:, 4:5] * np.exp(-0.5 * ((xd - pb[:, 5:6]) / pb[:, 6:7]) ** 2))
         ok = np.isfinite(rb) & np.isfinite(fd).all(axis=1)
