@@ -15,7 +15,7 @@ YAML
 cortexzoo twins synth "$W/sessions" --animals 2 --neurons 24,24 --frames 2000 \
     --height 24 --width 40 --rate-scale 3
 cortexzoo twins train --config "$W/twins.yaml" --data "$W/sessions" --out "$W/results" \
-    --encoders cnn,shufflenet_v2_x1_0,squeezenet1_1 --seeds 0,1 --num-workers 1 --max-epochs 4 \
+    --encoders cnn,shufflenet_v2_x1_0,resnet18 --seeds 0,1 --num-workers 1 --max-epochs 4 \
     --no-use-gpu
 cortexzoo twins eval --data "$W/sessions" --out "$W/results"
 cortexzoo twins probe --config configs/probe_demo.yaml --data "$W/sessions" --out "$W/results"

@@ -133,8 +133,6 @@ def test_constant_encoder_sits_exactly_at_chance():
 
 
 def test_contrast_detection_rises_with_contrast_for_a_contrast_energy_twin():
-    from scipy.stats import spearmanr
-
     cfg = ProbeConfig.from_dict(SMALL)
     fx = FeatureExtractor(_leaky_gru(_twin(PatchEnergy(HW), 1, hidden_dim=1)), HW, 256, "cpu")
     res = contrast_task(fx, cfg, 0)
@@ -142,7 +140,10 @@ def test_contrast_detection_rises_with_contrast_for_a_contrast_energy_twin():
     bal = c["balanced_accuracy"].to_numpy()
     assert 0.4 <= bal[0] <= 0.6           # contrast 0: a target trial looks blank
     assert bal[-1] >= 0.95
-    assert spearmanr(c["contrast"], bal)[0] >= 0.9
+    # it rises: no step down beyond binomial noise (100 targets per contrast), and the
+    # rise from the floor to the top is most of the range
+    assert (np.diff(bal) >= -0.05).all()
+    assert bal[c["contrast"].to_numpy() == 0.4][0] >= bal[c["contrast"].to_numpy() == 0.1][0] + 0.2
     # balanced accuracy is (hit + correct rejection) / 2, with one CR rate for all contrasts
     np.testing.assert_allclose(bal, (c["hit_rate"] + c["cr_rate"]) / 2)
     assert c["cr_rate"].nunique() == 1

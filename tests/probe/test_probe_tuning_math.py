@@ -236,3 +236,10 @@ def test_dog_fits_of_noisy_curves_match_plain_scipy_fits():
         diffs[name] = np.array(d)
     assert diffs["dog"].min() >= -0.02
     assert np.median(diffs["walk"]) >= -0.005
+
+
+def test_naka_rushton_flags_a_c50_pushed_to_its_bound():
+    c = np.array([0.0, 0.1, 0.2, 0.4, 0.8])
+    fit = T.fit_naka_rushton(c, np.stack([3.0 * c, T.naka_rushton(c, 0, 1, 0.2, 2)]))
+    assert fit["c50_at_bound"].tolist() == [True, False]
+    assert fit["c50"][0] == pytest.approx(1.6) and fit["r2"][0] > 0.999

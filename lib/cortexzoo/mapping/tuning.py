@@ -150,7 +150,9 @@ def fit_naka_rushton(contrasts: Any, responses: Any, n_starts: int = 4,
     the largest), ``n`` to ``n_bounds``.
 
     Returns arrays of shape ``[...]``: ``b``, ``g``, ``c50``, ``n``, ``r2`` (coefficient
-    of determination on the sampled curve; NaN for a flat curve) and ``success``.
+    of determination on the sampled curve; NaN for a flat curve), ``success`` and
+    ``c50_at_bound`` (the fit pushed c50 to a bound: a curve that does not saturate in
+    the sampled range, e.g. a linear one, ends at the upper bound).
     """
     from scipy.optimize import least_squares
 
@@ -195,6 +197,8 @@ def fit_naka_rushton(contrasts: Any, responses: Any, n_starts: int = 4,
         out["b"][u], out["g"][u], out["c50"][u], out["n"][u] = best.x
         out["r2"][u] = _r2(yu, naka_rushton(c, *best.x))
         out["success"][u] = True
+    with np.errstate(invalid="ignore"):
+        out["c50_at_bound"] = (out["c50"] >= hi * (1 - 1e-6)) | (out["c50"] <= lo * (1 + 1e-6))
     return {k: v.reshape(lead) for k, v in out.items()}
 
 

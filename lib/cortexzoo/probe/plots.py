@@ -113,20 +113,23 @@ def plot_tuning_distributions(tuning: pd.DataFrame) -> bytes:
     archs = sorted(set(tuning["architecture"])) if len(tuning) else []
     colors = _colors(archs)
     for ax, (col, qc, label, logy) in zip(axes, _TUNING_PANELS):
-        data, names = [], []
-        for a in archs:
+        data, pos, names = [], [], []
+        for i, a in enumerate(archs, start=1):
             g = tuning[(tuning["architecture"] == a) & tuning[qc].astype(bool)]
             v = g[col].to_numpy(float)
             v = v[np.isfinite(v) & ((v > 0) if logy else True)]
-            data.append(v if v.size else np.array([np.nan]))
+            if v.size:  # an architecture without QC-passing units gets its label only
+                data.append(v)
+                pos.append(i)
             names.append(f"{a}\n(n={v.size})")
-        if archs:
-            parts = ax.violinplot([d if np.isfinite(d).any() else [0.0] for d in data],
-                                  showmedians=True, showextrema=False)
-            for body, a in zip(parts["bodies"], archs):
-                body.set_facecolor(colors[a])
+        if data:
+            parts = ax.violinplot(data, positions=pos, showmedians=True, showextrema=False)
+            for body, i in zip(parts["bodies"], pos):
+                body.set_facecolor(colors[archs[i - 1]])
                 body.set_alpha(0.5)
+        if archs:
             ax.set_xticks(range(1, len(archs) + 1), names, rotation=30, ha="right", fontsize=7)
+            ax.set_xlim(0.5, len(archs) + 0.5)
         if logy:
             ax.set_yscale("log")
         ax.set_title(label + " (QC-passing units)", fontsize=9)

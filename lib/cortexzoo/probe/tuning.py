@@ -99,7 +99,7 @@ def tuning_task(fx: FeatureExtractor, cfg: ProbeConfig) -> FamilyResult:
         "pref_sf_fit": dog["pref_sf"], "pref_sf_sampled": dog["pref_sf_sampled"],
         "pref_sf_index": cur["pref_sf_index"], "sf_bandwidth_octaves": dog["bandwidth_octaves"],
         "sf_r2": dog["r2"], "nr_b": nr["b"], "nr_g": nr["g"], "nr_c50": nr["c50"],
-        "nr_n": nr["n"], "nr_r2": nr["r2"],
+        "nr_n": nr["n"], "nr_r2": nr["r2"], "nr_c50_at_bound": nr["c50_at_bound"],
         **{f"range_{k}": np.ptp(v, axis=1) for k, v in curves.items()},
         **{k: v for k, v in qc.items()},
     })
@@ -116,6 +116,9 @@ def tuning_task(fx: FeatureExtractor, cfg: ProbeConfig) -> FamilyResult:
         "median_pref_sf": _median(units["pref_sf"], qc["qc_sf"]),
         "median_sf_bandwidth_octaves": _median(dog["bandwidth_octaves"], qc["qc_sf"]),
         **{f"fraction_{k}": float(np.mean(v)) for k, v in qc.items()},
+        # among contrast-QC units: those whose c50 sits at a bound (no saturation in range)
+        "fraction_c50_at_bound": (float(np.mean(nr["c50_at_bound"][qc["qc_contrast"]]))
+                                  if qc["qc_contrast"].any() else float("nan")),
     }
     res = FamilyResult(tables={"tuning": units, "tuning_curves": long}, timings=timings)
     for k, v in summaries.items():
