@@ -20,6 +20,12 @@ cortexzoo twins train --config "$W/twins.yaml" --data "$W/sessions" --out "$W/re
 cortexzoo twins eval --data "$W/sessions" --out "$W/results"
 cortexzoo twins probe --config configs/probe_demo.yaml --data "$W/sessions" --out "$W/results"
 cortexzoo report "$W/results" --html
-cp "$W/results/probes/plots/cross_model.png" docs/img/probe_cross_model.png
-cp "$W/results/probes/plots/probe_curves.png" docs/img/probe_curves.png
+python - "$W" <<'PY'   # 64-colour copies, small enough to commit
+import sys
+from PIL import Image
+for src, dst in (("cross_model", "probe_cross_model"), ("probe_curves", "probe_curves")):
+    im = Image.open(f"{sys.argv[1]}/results/probes/plots/{src}.png").convert("RGB")
+    im.quantize(colors=64, method=Image.Quantize.MEDIANCUT).save(f"docs/img/{dst}.png",
+                                                                 optimize=True)
+PY
 echo "pictures in docs/img/, report in $W/results/report.html"
