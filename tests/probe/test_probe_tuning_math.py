@@ -219,8 +219,8 @@ def test_dog_fits_of_noisy_curves_match_plain_scipy_fits():
                                   rng.uniform(x.min(), x.max()),
                                   rng.uniform(0.3, 2), rng.uniform(0, 1.5),
                                   rng.uniform(x.min(), x.max()), rng.uniform(0.5, 3))
-                     for _ in range(8)]) + 0.05 * rng.normal(size=(8, 10))
-    walks = rng.normal(size=(8, 10)).cumsum(axis=1)
+                     for _ in range(6)]) + 0.05 * rng.normal(size=(6, 10))
+    walks = rng.normal(size=(6, 10)).cumsum(axis=1)
     lb = np.array([-np.inf, 0, x.min() - span, 0.05, 0, x.min() - span, 0.05])
     ub = np.array([np.inf, np.inf, x.max() + span, 4 * span, np.inf, x.max() + span, 4 * span])
     diffs = {}
