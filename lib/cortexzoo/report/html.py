@@ -5,7 +5,7 @@ per region, a ranking of architectures with trained vs random variants (Fig. 8 o
 paper 003), score by relative depth (:func:`plot_depth`), trained vs random pairs
 with a paired t-test and Hedges' g, and the rank agreement of ridge and RSA with
 Spearman's rho; where ``RESULTS/probes/`` exists, the probes of the digital twins
-(:mod:`cortexzoo.report.probes`). Figures are base64 PNGs; all text is HTML-escaped.
+(:func:`probe_sections`). Figures are base64 PNGs; all text is HTML-escaped.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from .query import query_scores
 from .tables import leaderboard
 
 __all__ = ["paired_stats", "rank_agreement", "plot_ranking", "plot_trained_vs_random",
-           "plot_rank_agreement", "render_html_report", "write_html_report"]
+           "plot_rank_agreement", "render_html_report", "write_html_report", "probe_sections"]
 
 #: Columns the report reads (everything else in the scores dataset stays on disk).
 REPORT_COLUMNS = ["region", "model", "source", "weights", "layer", "relative_depth", "method",
@@ -286,30 +286,10 @@ def _img(png: bytes, alt: str, fig_id: str) -> str:
     return f'<img id="{_e(fig_id)}" alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
 
-def _probe_section(probes: Any) -> list[str]:
-    """HTML of the probes section (paper 004): cross-model table, statistics, figures."""
-    parts = ['<h2 id="probes">Probing digital twins</h2>',
-             '<p class="note">One row per (architecture, seed): neural prediction (test chunked '
-             'Pearson r), orientation accuracy at the largest training size (ID, OOD), contrast '
-             'and motion nAUC, median gOSI, F1/F0 and c50 over quality-controlled units, GRU '
-             'eigenspectrum alpha.</p>']
-    cross = probes.cross_model
-    show = cross.drop(columns=[c for c in ("model",) if c in cross.columns])
-    parts.append(_table(show, "probes-cross-model"))
-    if len(probes.stats):
-        parts.append('<p class="note">Neural prediction vs each endpoint over architecture '
-                     'means (NaN correlations with fewer than 3 architectures).</p>')
-        parts.append(_table(probes.stats.drop(columns=["x"], errors="ignore"), "probes-stats"))
-    for name, caption, png in probes.figures:
-        parts.append(f'<p class="note">{_e(caption)}</p>')
-        parts.append(_img(png, caption, "fig-probes-" + name.rsplit(".", 1)[0].replace("_", "-")))
-    return parts
-
-
 def render_html_report(scores: pd.DataFrame, title: str = "cortexzoo report",
-                       probes: Any = None) -> str:
+                       extra_sections: list[str] | None = None) -> str:
     """The report for a scores table (the columns of :data:`REPORT_COLUMNS` suffice);
-    ``probes`` (:class:`cortexzoo.report.probes.ProbeArtifacts`) adds the probes section."""
+    ``extra_sections``: more HTML (e.g. probes) appended at the end."""
     board = leaderboard(scores)
     parts = [f"<h1>{_e(title)}</h1>",
              f'<p class="note">{_e(len(scores))} score rows, {_e(board["model"].nunique())} models, '
@@ -318,11 +298,11 @@ def render_html_report(scores: pd.DataFrame, title: str = "cortexzoo report",
              'layer per model (ceiled where a ceiling exists); overall = mean of ridge and RSA.</p>']
     parts.append("<h2>Leaderboards</h2>")
     if board.empty:
-        parts.append("<p>(no ridge or RSA scores)</p>")
+        parts.append("<p>(no scores)</p>")
     for region, g in board.groupby("region", sort=True):
         parts.append(f'<h3 id="board-{_e(region)}">{_e(region)}</h3>')
         parts.append(_table(g.drop(columns=["region"]), "leaderboard"))
-    if len(board):
+    if len(scores):
         parts.append("<h2>Ranking across architectures</h2>")
         parts.append('<p class="note">Sorted by the trained variant (red); random initialization '
                      'in blue, overlaid; error bars: 95% bootstrap CI across regions.</p>')
@@ -339,8 +319,7 @@ def render_html_report(scores: pd.DataFrame, title: str = "cortexzoo report",
         parts.append(_img(plot_rank_agreement(board), "model ranks by ridge vs RSA",
                           "fig-rank-agreement"))
         parts.append(_table(rank_agreement(board), "stats"))
-    if probes is not None:
-        parts += _probe_section(probes)
+    parts += list(extra_sections or [])
     body = "\n".join(parts)
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_e(_CSP)}\">"
@@ -362,11 +341,9 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
     """
     from ..store import ResultStore
 
-    from .probes import load_probe_artifacts
-
     scores = query_scores(uri, columns=REPORT_COLUMNS, **storage_options)
     text = render_html_report(scores, title=f"cortexzoo report: {uri}",
-                              probes=load_probe_artifacts(uri, **storage_options))
+                              extra_sections=probe_sections(uri, **storage_options))
     data = text.encode("utf-8")
     if out_path is not None:
         out_path = os.fspath(out_path)
@@ -377,3 +354,29 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
             f.write(data)
         return out_path
     return ResultStore(uri, **storage_options).put_bytes("report.html", data)
+
+
+def probe_sections(uri: str, **storage_options: Any) -> list[str]:
+    """The "Probing digital twins" section (paper 004) when ``RESULTS/probes/`` holds a
+    cross-model table: the table, neural prediction vs each endpoint, the figures."""
+    from .probes import load_probe_artifacts
+
+    probes = load_probe_artifacts(uri, **storage_options)
+    if probes is None:
+        return []
+    parts = ['<h2 id="probes">Probing digital twins</h2>',
+             '<p class="note">One row per (architecture, seed): neural prediction (test chunked '
+             'Pearson r), orientation accuracy at the largest training size (ID, OOD), contrast '
+             'and motion nAUC, median gOSI, F1/F0 and c50 over quality-controlled units, GRU '
+             'eigenspectrum alpha.</p>']
+    cross = probes.cross_model
+    parts.append(_table(cross.drop(columns=[c for c in ("model",) if c in cross.columns]),
+                        "probes-cross-model"))
+    if len(probes.stats):
+        parts.append('<p class="note">Neural prediction vs each endpoint over architecture '
+                     'means (NaN correlations with fewer than 3 architectures).</p>')
+        parts.append(_table(probes.stats.drop(columns=["x"], errors="ignore"), "probes-stats"))
+    for name, caption, png in probes.figures:
+        parts.append(f'<p class="note">{_e(caption)}</p>')
+        parts.append(_img(png, caption, "fig-probes-" + name.rsplit(".", 1)[0].replace("_", "-")))
+    return parts
