@@ -1,19 +1,21 @@
-"""``cortexzoo twins``: train / evaluate the digital-twin family, make synthetic sessions.
+"""``cortexzoo twins``: train / evaluate / probe the digital-twin family, make synthetic sessions.
 
     cortexzoo twins synth OUT [--animals 3 --frames 4000 --height 36 --width 64]
     cortexzoo twins train --data SESSIONS --encoders cnn,resnet18 --seeds 0,1,2 --out RESULTS
     cortexzoo twins eval  --data SESSIONS --out RESULTS
     cortexzoo twins run   --config configs/twins_demo.yaml        (train, then eval)
+    cortexzoo twins probe --data SESSIONS --out RESULTS [--config configs/probe_default.yaml]
 
 Flags override the YAML config (keys of :class:`cortexzoo.twins.train.TwinsRunConfig`;
-``twin:`` holds :class:`cortexzoo.twins.model.TwinConfig` keys).
+``twin:`` holds :class:`cortexzoo.twins.model.TwinConfig` keys; for ``probe``, keys of
+:class:`cortexzoo.probe.config.ProbeConfig`).
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-__all__ = ["register", "register_cli", "config_from_args"]
+__all__ = ["register", "register_cli", "config_from_args", "probe_config_from_args"]
 
 
 def _csv(s: str | None) -> list[str] | None:
@@ -124,6 +126,65 @@ def cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def probe_config_from_args(args: argparse.Namespace):
+    """A :class:`ProbeConfig` from ``--config`` (if any) with the flags applied."""
+    from ..probe.config import ProbeConfig
+
+    base = ProbeConfig.from_yaml(args.config).to_dict() if getattr(args, "config", None) \
+        else {}
+    for flag in ("data", "out", "address"):
+        v = getattr(args, flag, None)
+        if v:
+            base[flag] = v
+    if getattr(args, "families", None):
+        base["families"] = _csv(args.families)
+    if getattr(args, "encoders", None):
+        base["encoders"] = _csv(args.encoders)
+    if getattr(args, "seeds", None):
+        base["seeds"] = [int(s) for s in _csv(args.seeds)]
+    for flag in ("seed", "cpus_per_task", "gpus_per_task", "batch_size", "use_gpu"):
+        v = getattr(args, flag, None)
+        if v is not None:
+            base[flag] = v
+    if getattr(args, "overwrite", False):
+        base["overwrite"] = True
+    if getattr(args, "no_plots", False):
+        base["plots"] = False
+    return ProbeConfig.from_dict(base)
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from ..probe.run import ProbeFailed, probe_family
+
+    cfg = probe_config_from_args(args)
+
+    def show(r) -> None:
+        if r.status == "done":
+            t = r.timings
+            print(f"  {r.pair} {r.family}: {t.get('total_s', r.seconds or 0):.1f} s "
+                  f"(forward {t.get('forward_s', 0):.1f} s)", flush=True)
+        else:
+            print(f"  {r.pair} {r.family}: FAILED {r.error}", flush=True)
+
+    print(f"probing the twins under {cfg.out.rstrip('/')}/twins/best/ "
+          f"({', '.join(cfg.families)}) -> {cfg.out.rstrip('/')}/probes/", flush=True)
+    try:
+        run = probe_family(cfg, on_unit=show, device=getattr(args, "device", None))
+    except ProbeFailed as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    skipped = [r for r in run.results if r.status == "skipped"]
+    if skipped:
+        print(f"  {len(skipped)} unit(s) already done (use --overwrite to recompute)")
+    tab = run.cross_model.drop(columns=["model"]).set_index(["architecture", "seed"])
+    if len(tab):
+        print(tab.to_string(float_format=lambda v: f"{v:.3f}"))
+    out = cfg.out.rstrip("/")
+    print(f"scores in {out}/scores/, tables in {out}/probes/, cross-model table "
+          f"{out}/probes/cross_model.parquet, plots in {out}/probes/plots/")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, training: bool) -> None:
     p.add_argument("--config", help="YAML twins config; flags override it")
     p.add_argument("--data", help="sessions root URI (local, s3:// or gs://)")
@@ -150,7 +211,7 @@ def _device(p: argparse.ArgumentParser) -> None:
 
 
 def register_cli(subparsers) -> argparse.ArgumentParser:
-    """Add the ``twins`` subcommand (train/eval/run/synth) to ``subparsers``.
+    """Add the ``twins`` subcommand (train/eval/run/probe/synth) to ``subparsers``.
 
     Each handler is set as ``func`` and receives the argparse namespace; it returns
     the exit status.
@@ -170,6 +231,28 @@ def register_cli(subparsers) -> argparse.ArgumentParser:
     _common(rn, training=True)
     _device(rn)
     rn.set_defaults(func=cmd_run)
+    pr = sub.add_parser("probe", help="probe every trained twin: linear probes, unit tuning, "
+                        "eigenspectra, the cross-model table (paper 004)")
+    pr.add_argument("--config", help="YAML probe config (configs/probe_default.yaml); flags "
+                    "override it")
+    pr.add_argument("--data", help="sessions root URI (the twins' training sessions)")
+    pr.add_argument("--out", help="results URI holding twins/best/ (local, s3:// or gs://)")
+    pr.add_argument("--families", help="comma-separated probe families: orientation,contrast,"
+                    "motion,tuning,eigenspectrum (default: all)")
+    pr.add_argument("--encoders", help="only these encoders (comma-separated)")
+    pr.add_argument("--seeds", help="only these run seeds (comma-separated)")
+    pr.add_argument("--seed", type=int, help="stimulus seed (default 0)")
+    pr.add_argument("--use-gpu", action=argparse.BooleanOptionalAction, default=None,
+                    help="tasks on GPUs (default: when the cluster has them)")
+    pr.add_argument("--cpus-per-task", type=float)
+    pr.add_argument("--gpus-per-task", type=float)
+    pr.add_argument("--batch-size", type=int, help="frames per forward pass")
+    pr.add_argument("--address", help="Ray address (default: RAY_ADDRESS, else a private "
+                    "local instance)")
+    pr.add_argument("--overwrite", action="store_true", help="recompute finished units")
+    pr.add_argument("--no-plots", action="store_true", help="skip the figures")
+    _device(pr)
+    pr.set_defaults(func=cmd_probe)
     sy = sub.add_parser("synth", help="write synthetic freely-moving sessions")
     sy.add_argument("out")
     sy.add_argument("--animals", type=int, default=3)

@@ -4,7 +4,9 @@ One file, no external resources (a Content-Security-Policy forbids them): leader
 per region, a ranking of architectures with trained vs random variants (Fig. 8 of
 paper 003), score by relative depth (:func:`plot_depth`), trained vs random pairs
 with a paired t-test and Hedges' g, and the rank agreement of ridge and RSA with
-Spearman's rho. Figures are base64 PNGs; all text is HTML-escaped.
+Spearman's rho, a section per dataset and scan configuration; where ``RESULTS/probes/``
+exists, the probes of the digital twins (:func:`probe_sections`). Figures are base64
+PNGs; all text is HTML-escaped.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from .query import query_scores
 from .tables import leaderboard, scan_label, with_scan
 
 __all__ = ["paired_stats", "rank_agreement", "plot_ranking", "plot_trained_vs_random",
-           "plot_rank_agreement", "render_html_report", "write_html_report"]
+           "plot_rank_agreement", "render_html_report", "write_html_report", "probe_sections"]
 
 #: Columns the report reads (everything else in the scores dataset stays on disk).
 REPORT_COLUMNS = ["run_id", "dataset", "scan_key", "region", "model", "source", "weights", "layer",
@@ -386,7 +388,8 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
     scores = query_scores(uri, columns=REPORT_COLUMNS, **storage_options)
     store = ResultStore(uri, **storage_options)
     neuroid_rows = store.read_neuroid_scores(filters=[("metric", "==", "pearson_r")])
-    text = render_html_report(scores, title=f"cortexzoo report: {uri}", neuroid_rows=neuroid_rows)
+    text = render_html_report(scores, title=f"cortexzoo report: {uri}", neuroid_rows=neuroid_rows,
+                              extra_sections=probe_sections(uri, **storage_options))
     data = text.encode("utf-8")
     if out_path is not None:
         out_path = os.fspath(out_path)
@@ -397,3 +400,29 @@ def write_html_report(uri: str, out_path: str | os.PathLike | None = None,
             f.write(data)
         return out_path
     return ResultStore(uri, **storage_options).put_bytes("report.html", data)
+
+
+def probe_sections(uri: str, **storage_options: Any) -> list[str]:
+    """The "Probing digital twins" section (paper 004) when ``RESULTS/probes/`` holds a
+    cross-model table: the table, neural prediction vs each endpoint, the figures."""
+    from .probes import load_probe_artifacts
+
+    probes = load_probe_artifacts(uri, **storage_options)
+    if probes is None:
+        return []
+    parts = ['<h2 id="probes">Probing digital twins</h2>',
+             '<p class="note">One row per (architecture, seed): neural prediction (test chunked '
+             'Pearson r), orientation accuracy at the largest training size (ID, OOD), contrast '
+             'and motion nAUC, median gOSI, F1/F0 and c50 over quality-controlled units, GRU '
+             'eigenspectrum alpha.</p>']
+    cross = probes.cross_model
+    parts.append(_table(cross.drop(columns=[c for c in ("model",) if c in cross.columns]),
+                        "probes-cross-model"))
+    if len(probes.stats):
+        parts.append('<p class="note">Neural prediction vs each endpoint over architecture '
+                     'means (NaN correlations with fewer than 3 architectures).</p>')
+        parts.append(_table(probes.stats.drop(columns=["x"], errors="ignore"), "probes-stats"))
+    for name, caption, png in probes.figures:
+        parts.append(f'<p class="note">{_e(caption)}</p>')
+        parts.append(_img(png, caption, "fig-probes-" + name.rsplit(".", 1)[0].replace("_", "-")))
+    return parts
