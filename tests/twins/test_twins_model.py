@@ -1,6 +1,8 @@
 """Encoders, the twin, its loss and optimizer groups, the metrics, and fitting in-process."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -126,3 +128,19 @@ def test_plot_per_encoder_with_seed_spread():
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     with pytest.raises(ValueError, match="no twin scores"):
         plot_twins(pd.DataFrame(rows), metric="overall_pearson_r")
+
+
+def test_cnn_options_of_a_family_config_go_to_the_cnn_only():
+    """configs/twins_demo.yaml trains the CNN and ShuffleNet with the CNN's channels:
+    the torchvision encoder is built without them (it takes none)."""
+    import yaml
+
+    from cortexzoo.twins.model import Twin, TwinConfig
+
+    demo = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), "..", "..", "configs",
+                                            "twins_demo.yaml")))
+    for enc in demo["encoders"]:
+        cfg = TwinConfig.from_dict({**demo["twin"], "encoder": enc})
+        twin = Twin(cfg, ["a"], [3], (36, 64))
+        out = twin(torch.zeros(2, cfg.clip_len, 1, 36, 64), 0)
+        assert out.shape == (2, 3)

@@ -97,8 +97,10 @@ class Twin(nn.Module):
             raise ValueError("animals and n_neurons must be non-empty and of one length")
         self.animals = list(animals)
         self.clip_len = cfg.clip_len
+        # encoder_kwargs configure the CNN (documented above): a family config that trains
+        # the CNN beside torchvision encoders gives them to the CNN only
         self.encoder = build_encoder(cfg.encoder, cfg.feature_dim, tuple(input_hw),
-                                     **cfg.encoder_kwargs)
+                                     **(cfg.encoder_kwargs if cfg.encoder == "cnn" else {}))
         self.gru = nn.GRU(cfg.feature_dim, cfg.hidden_dim, num_layers=1, batch_first=True)
         self.readouts = nn.ModuleList(nn.Linear(cfg.hidden_dim, int(n)) for n in n_neurons)
 
