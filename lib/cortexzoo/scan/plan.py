@@ -68,8 +68,11 @@ def worker_plan(cfg: ScanConfig, concurrent: int, num_actors: int | None) -> dic
         inflight = max(1, int(cpus // 2))
         why = ("no GPU: actors take fractional CPUs (decode tasks need room), scoring tasks "
                f"{scoring['num_cpus']} CPU each, numpy float64")
+    # after the last extraction, as many tasks as the resources hold
+    tail = int(2 * gpus) if gpus > 0 else max(1, int(cpus / max(scoring["num_cpus"], 1.0)))
     return {"extraction": ext, "scoring": scoring, "env": worker_env(), "nodes": nodes,
-            "cpus": cpus, "gpus": gpus, "why": why, "max_inflight": inflight}
+            "cpus": cpus, "gpus": gpus, "why": why, "max_inflight": inflight,
+            "tail_inflight": tail}
 
 
 def describe_plan(plan: dict, concurrent: int) -> str:
@@ -78,5 +81,5 @@ def describe_plan(plan: dict, concurrent: int) -> str:
             f"extraction: {concurrent} model(s) at a time, up to {ext['n']} actor(s) each with "
             f"{ext['num_cpus']:g} CPU, {ext['num_gpus']:g} GPU, {ext['threads']} thread(s); "
             f"scoring: one task per (model, layer) with {sc.get('num_cpus', 0):g} CPU, "
-            f"{sc.get('num_gpus', 0):g} GPU, up to {plan['max_inflight']} at a time "
-            f"({plan['why']})")
+            f"{sc.get('num_gpus', 0):g} GPU, up to {plan['max_inflight']} at a time while "
+            f"extracting, {plan['tail_inflight']} after ({plan['why']})")

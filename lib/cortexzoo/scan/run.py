@@ -162,7 +162,8 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
                     acc["timing"][k] = acc["timing"].get(k, 0.0) + v
 
         workers["pool"] = ScoringPool(remote_score(workers["scoring"], workers["env"]),
-                                      workers["max_inflight"], on_done)
+                                      workers["max_inflight"], on_done,
+                                      tail_inflight=workers["tail_inflight"])
         manifest["resource_plan"] = {k: v for k, v in workers.items()
                                      if k in ("extraction", "scoring", "nodes", "cpus", "gpus",
                                               "why")}

@@ -72,10 +72,12 @@ class ScoringPool:
     reused: each new Ray worker pays its imports, which on small nodes cost more than the
     scoring itself. ``on_done(key, result or exception)`` is called for every task."""
 
-    def __init__(self, remote, max_inflight: int, on_done):
+    def __init__(self, remote, max_inflight: int, on_done, tail_inflight: int | None = None):
         import threading
 
         self.remote, self.max_inflight, self.on_done = remote, max(1, int(max_inflight)), on_done
+        # once extraction is over its resources are free: the last units go wider
+        self.tail_inflight = max(self.max_inflight, int(tail_inflight or 0))
         self._queue: list = []
         self._inflight: dict = {}
         self._lock = threading.Lock()
@@ -118,6 +120,7 @@ class ScoringPool:
         """No more submissions: wait until every queued and running task has ended."""
         with self._lock:
             self._closed = True
+            self.max_inflight = self.tail_inflight
         self._wake.set()
         self._thread.join()
 
