@@ -42,8 +42,12 @@ def start_moto() -> tuple[str, Counting]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    class Quiet(MotoRequestHandler):
+        def log_request(self, *args, **kwargs):  # one line per request would drown the table
+            pass
+
     app = Counting(DomainDispatcherApplication(create_backend_app))
-    server = make_server("127.0.0.1", port, app, True, request_handler=MotoRequestHandler)
+    server = make_server("127.0.0.1", port, app, True, request_handler=Quiet)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{port}", app
 
