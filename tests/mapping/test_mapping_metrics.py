@@ -207,3 +207,23 @@ def test_spearman_bootstrap_friedman():
     chi, pf = friedman_test(data)
     ref = stats.friedmanchisquare(*data.T)
     assert chi == pytest.approx(ref.statistic) and pf == pytest.approx(ref.pvalue)
+
+
+@pytest.mark.parametrize("n, p, q", [(40, 30, 12), (120, 3, 200), (25, 100, 2)])
+def test_rdm_pearson_from_factors_equals_the_dense_rdm_comparison(n, p, q):
+    """The factor formula (no n x n matrix) equals scipy's correlation of the two RDMs'
+    upper triangles, constant rows (NaN correlations) left out as the dense path does."""
+    from scipy.spatial.distance import pdist
+    from scipy.stats import pearsonr
+
+    from cortexzoo.mapping import RDMFactor, rdm_pearson
+
+    rng = np.random.default_rng(n + p + q)
+    X = rng.normal(size=(n, p))
+    Y = X[:, :1] * rng.normal(size=(1, q)) + rng.normal(size=(n, q))
+    X[3] = 2.5  # a constant stimulus: its pairs are undefined
+    keep = np.ones(n, bool)
+    keep[3] = False
+    want = pearsonr(pdist(X[keep], "correlation"), pdist(Y[keep], "correlation"))[0]
+    assert rdm_pearson(X, Y) == pytest.approx(want, abs=1e-12)
+    assert rdm_pearson(RDMFactor(X), RDMFactor(Y)) == pytest.approx(want, abs=1e-12)

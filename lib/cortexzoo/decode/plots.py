@@ -1,31 +1,23 @@
 """The decoding figures (paper 001, Fig. 2-3): PNG bytes from the run's tables."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 import pandas as pd
 
 from ..mapping.decode import log_law
 from .analysis import ood_mean
+from ..report.figures import png_bytes, pyplot
 
 __all__ = ["plot_domains", "plot_units"]
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
-def _png(fig, plt) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+def _png(fig, plt=None) -> bytes:
+    return png_bytes(fig, dpi=90)
 
 
 def _short(name: str) -> str:

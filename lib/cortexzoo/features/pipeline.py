@@ -157,24 +157,31 @@ def extract_ray(dataset, model, layers=None, reduction: ReductionConfig | None =
                    {}, batch_size)
     k = None
     feats: dict[str, np.ndarray] = {}
+    for batch, idx in _stream(ds, model, n, progress):
+        for j, name in enumerate(layers):
+            f = np.asarray(batch[f"f{j}"])
+            if name not in feats:
+                k = f.shape[1]
+                feats[name] = np.empty((n, k), dtype=np.float32)
+            feats[name][idx] = f
+    return LayerFeatures(str(model.spec), feats, {n_: model.relative_depth[n_] for n_ in layers},
+                         reduction.name, extra={"actors": plan})
+
+
+def _stream(ds, model, n: int, progress: bool):
+    """The pipeline's output batches with their row indices; raises naming the stimuli
+    that never came back once the stream ends."""
     seen = np.zeros(n, dtype=bool)
     with Progress(n, f"{model.spec} features", unit="img", enabled=progress) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             idx = np.asarray(batch["idx"], dtype=np.int64)
-            for j, name in enumerate(layers):
-                f = np.asarray(batch[f"f{j}"])
-                if name not in feats:
-                    k = f.shape[1]
-                    feats[name] = np.empty((n, k), dtype=np.float32)
-                feats[name][idx] = f
+            yield batch, idx
             seen[idx] = True
             bar.update(len(idx))
     if not seen.all():
         missing = np.flatnonzero(~seen)
         raise RuntimeError(f"{model.spec}: {missing.size} stimuli never came back from the "
                            f"pipeline (first: {missing[:5].tolist()})")
-    return LayerFeatures(str(model.spec), feats, {n_: model.relative_depth[n_] for n_ in layers},
-                         reduction.name, extra={"actors": plan})
 
 
 def _pipeline(ray, dataset, model, layers, reduction, batch_size, plan, object_store_bytes,
@@ -225,17 +232,8 @@ def extract_to_cache(dataset, model, keys: dict[str, str], reduction: ReductionC
     chunk = max(batch_size, min(int(chunk), n))
     ds = _pipeline(ray, dataset, model, layers, reduction, batch_size, plan, object_store_bytes,
                    {"cache": cache, "keys": keys, "minibatch": batch_size}, chunk)
-    seen = np.zeros(n, dtype=bool)
     blocks: set[str] = set()
-    with Progress(n, f"{model.spec} features", unit="img", enabled=progress) as bar:
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            idx = np.asarray(batch["idx"], dtype=np.int64)
-            blocks.update(str(c) for c in np.unique(batch["chunk"]))
-            seen[idx] = True
-            bar.update(len(idx))
-    if not seen.all():
-        missing = np.flatnonzero(~seen)
-        raise RuntimeError(f"{model.spec}: {missing.size} stimuli never came back from the "
-                           f"pipeline (first: {missing[:5].tolist()})")
+    for batch, _ in _stream(ds, model, n, progress):
+        blocks.update(str(c) for c in np.unique(batch["chunk"]))
     for name in layers:
         cache.complete(keys[name], sorted(blocks))

@@ -19,17 +19,10 @@ def rdm(X: Any) -> np.ndarray:
 
     A stimulus whose response vector is constant has undefined correlations (NaN).
     """
-    X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2 or X.shape[0] < 2 or X.shape[1] < 2:
-        raise RSAInputError(f"X must be [n_stimuli >= 2, n_features >= 2], got shape {X.shape}")
-    if not np.isfinite(X).all():
-        rows = np.where(~np.isfinite(X).all(1))[0]
-        raise RSAInputError(f"X has NaN/inf in stimuli (rows) {rows[:10].tolist()}")
-    Xc = X - X.mean(1, keepdims=True)
-    norms = np.sqrt((Xc ** 2).sum(1))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        Z = Xc / norms[:, None]
-    D = 1.0 - Z @ Z.T
+    f = RDMFactor(X)
+    D = 1.0 - f.Z @ f.Z.T
+    D[~f.valid, :] = np.nan
+    D[:, ~f.valid] = np.nan
     np.fill_diagonal(D, 0.0)
     return D
 

@@ -41,16 +41,9 @@ def parse_pair(pair: str) -> tuple[str, int]:
 
 def list_twins(store: Any) -> list[str]:
     """Pair keys of the exported twins under ``OUT/twins/best/`` (sorted)."""
-    from ..store import join, url_to_fs
+    from ..twins.evaluate import trained_twins
 
-    fs, best_dir = url_to_fs(join(store.uri, "twins", "best"))
-    fs.invalidate_cache(best_dir)
-    try:
-        listed = fs.ls(best_dir, detail=False)
-    except FileNotFoundError:
-        listed = []
-    names = [n.rstrip("/").rsplit("/", 1)[-1] for n in listed]
-    return sorted(n[:-3] for n in names if n.endswith(".pt") and not n.startswith("."))
+    return trained_twins(store)
 
 
 def parquet_bytes(df: pd.DataFrame) -> bytes:

@@ -15,13 +15,13 @@
 """
 from __future__ import annotations
 
-import io
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .cross_model import ENDPOINTS, architecture_means, cross_model_stats
+from ..report.figures import png_bytes, pyplot
 
 __all__ = ["plot_probe_curves", "plot_tuning_distributions", "plot_eigenspectra",
            "plot_cross_model", "write_plots", "PLOT_FILES"]
@@ -36,19 +36,11 @@ PLOT_FILES = {
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    _plt().close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=100)
 
 
 def _colors(archs) -> dict[str, Any]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from datetime import datetime, timezone
 from typing import Any
@@ -23,6 +22,7 @@ import pandas as pd
 from .plots import plot_depth
 from .query import query_scores
 from .tables import leaderboard, scan_label, with_scan
+from .figures import png_bytes, pyplot
 
 __all__ = ["paired_stats", "rank_agreement", "plot_ranking", "plot_trained_vs_random",
            "plot_rank_agreement", "render_html_report", "write_html_report", "probe_sections"]
@@ -42,19 +42,11 @@ def _arch(model: str) -> str:
 
 
 def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    return pyplot()
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    _plt().close(fig)
-    return buf.getvalue()
+    return png_bytes(fig, dpi=90)
 
 
 def _pairs(board: pd.DataFrame, measure: str) -> pd.DataFrame:

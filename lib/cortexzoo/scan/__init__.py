@@ -8,15 +8,11 @@ scoring task (which needs :mod:`.workers` only) does not import the model zoo an
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..core.lazy import lazy_exports
+
 
 _EXPORTS = {"EMBEDDED": "config", "ScanConfig": "config", "default_models": "config",
             "ScanFailed": "run", "ScanResult": "run", "run_scan": "run"}
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,7 @@ pixel baselines, and Ray Tune + Optuna tuning campaigns.
 
 Heavy pieces (torch, Ray) are imported lazily by the submodules that need them.
 """
+from ..core.lazy import lazy_exports
 from .presets import PRESETS, SHALLOW_CNN, ConfigError, FinetuneConfig, list_presets, load_preset
 
 __all__ = [
@@ -14,28 +15,9 @@ __all__ = [
     "Splits", "run_pixel_baselines", "finetune_leaderboard", "build_network",
 ]
 
-
-def __getattr__(name: str):
-    # lazy: importing the package must not pull in torch or Ray
-    if name in ("run_finetune", "train_network"):
-        from . import finetune
-        return getattr(finetune, name)
-    if name == "run_tune":
-        from .tune import run_tune
-        return run_tune
-    if name in ("load_space", "SpaceError"):
-        from . import space
-        return getattr(space, name)
-    if name in ("make_splits", "Splits"):
-        from . import loaders
-        return getattr(loaders, name)
-    if name == "run_pixel_baselines":
-        from .baselines import run_pixel_baselines
-        return run_pixel_baselines
-    if name == "finetune_leaderboard":
-        from .leaderboard import finetune_leaderboard
-        return finetune_leaderboard
-    if name == "build_network":
-        from .networks import build_network
-        return build_network
-    raise AttributeError(f"module 'cortexzoo.training' has no attribute {name!r}")
+# lazy: importing the package must not pull in torch or Ray
+_EXPORTS = {"run_finetune": "finetune", "train_network": "finetune", "run_tune": "tune",
+            "load_space": "space", "SpaceError": "space", "make_splits": "loaders",
+            "Splits": "loaders", "run_pixel_baselines": "baselines",
+            "finetune_leaderboard": "leaderboard", "build_network": "networks"}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

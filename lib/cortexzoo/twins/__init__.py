@@ -7,20 +7,16 @@ Names are imported lazily so that ``import cortexzoo.twins`` does not import tor
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..core.lazy import lazy_exports
+
 
 _EXPORTS = {
     "ENCODERS": "encoders", "build_encoder": "encoders",
     "Twin": "model", "TwinConfig": "model", "poisson_loss": "model", "twin_loss": "model",
     "TwinsRunConfig": "train", "train_family": "train", "fit_local": "train",
     "train_loop_per_worker": "train", "load_twin": "train",
-    "evaluate_family": "evaluate", "plot_twins": "plots", "register_cli": "cli",
+    "evaluate_family": "evaluate", "plot_twins": "plots",
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

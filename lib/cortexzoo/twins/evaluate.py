@@ -21,6 +21,20 @@ __all__ = ["chunked_pearson", "overall_pearson", "predict_split", "score_twin",
            "evaluate_family"]
 
 
+def trained_twins(store: Any) -> list[str]:
+    """Pair keys of the exported twins under ``OUT/twins/best/`` (sorted)."""
+    from ..store import join, url_to_fs
+
+    fs, best_dir = url_to_fs(join(store.uri, "twins", "best"))
+    fs.invalidate_cache(best_dir)
+    try:
+        listed = fs.ls(best_dir, detail=False)
+    except FileNotFoundError:
+        listed = []
+    names = [n.rstrip("/").rsplit("/", 1)[-1] for n in listed]
+    return sorted(n[:-3] for n in names if n.endswith(".pt") and not n.startswith("."))
+
+
 def predict_split(model, coll, split: str = "test", batch_size: int = 256,
                   device: str = "cpu") -> dict[str, dict[str, np.ndarray | None]]:
     """Predictions of ``model`` on ``split`` per animal, in time order.
@@ -121,18 +135,11 @@ def evaluate_family(data: str, out: str, *, keys: Sequence[str] | None = None,
     import torch
 
     from ..data.sessions import load_sessions
-    from ..store import ResultStore, join, make_score_rows, url_to_fs
+    from ..store import ResultStore, make_score_rows
     from .train import load_twin, model_name
 
     store = ResultStore(out)
-    fs, best_dir = url_to_fs(join(out, "twins", "best"))
-    fs.invalidate_cache(best_dir)
-    try:
-        listed = fs.ls(best_dir, detail=False)
-    except FileNotFoundError:
-        listed = []
-    names = [n.rstrip("/").rsplit("/", 1)[-1] for n in listed]
-    available = sorted(n[:-3] for n in names if n.endswith(".pt") and not n.startswith("."))
+    available = trained_twins(store)
     if keys is not None:
         missing = [k for k in keys if k not in available]
         if missing:
