@@ -13,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from cortexzoo.decode import DecodeConfig, SplitConfig, decode_population, draw_splits, run_decode
 from cortexzoo.mapping import matched_units, two_afc
+from cortexzoo.store import ResultStore
 from decode_planted import planted_recording
 
 SPLITS = dict(n_splits=30, n_train=60, n_test_id=20, n_test_ood=30)
@@ -123,13 +124,20 @@ def test_matched_count_scaling_tests_and_log_law(recording, tmp_path):
     # resumable: a rerun decodes nothing; a lost unit is decoded again, to the same numbers
     again = run_decode(cfg)
     assert again.written_units == 0 and again.skipped_units == res.written_units
-    lost = sorted(os.listdir(os.path.join(out, "scores")))[3]
-    before = pd.read_parquet(os.path.join(out, "scores", lost))
-    os.remove(os.path.join(out, "scores", lost))
+    store = ResultStore(out)
+    # the run compacted its units into part files; forgetting one unit rewrites its part
+    assert all(f.startswith("part-") for f in os.listdir(os.path.join(out, "scores")))
+    every = store.read_scores()
+    lost = sorted(every["unit_key"].unique())[3]
+    before = every[every["unit_key"] == lost].reset_index(drop=True)
+    assert store.forget_units([lost]) == 1 and lost not in store.completed_units()
+    assert len(store.read_scores()) == len(every) - len(before)
     third = run_decode(cfg)
     assert third.written_units == 1
-    after = pd.read_parquet(os.path.join(out, "scores", lost))
+    now = store.read_scores()
+    after = now[now["unit_key"] == lost].reset_index(drop=True)
     np.testing.assert_array_equal(before["value"].to_numpy(), after["value"].to_numpy())
+    assert len(now) == len(every)
 
 
 def test_every_split_and_draw_equals_scikit_learn_on_the_same_splits(recording):

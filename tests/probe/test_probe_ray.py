@@ -226,7 +226,7 @@ def test_rerun_skips_finished_units_and_redoes_a_deleted_one(probed):
     before = _pq(store, "probes/cross_model.parquet")
     run = probe_family(cfg)
     assert {r.status for r in run.results} == {"skipped"} and len(run.results) == 10
-    store.delete("scores/probe-cnn-seed0-motion.parquet")
+    assert store.forget_units(["probe-cnn-seed0-motion"]) == 1
     seen = []
     run = probe_family(cfg, on_unit=seen.append)
     assert [(r.pair, r.family, r.status) for r in seen] == [("cnn-seed0", "motion", "done")]

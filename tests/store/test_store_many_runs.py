@@ -169,3 +169,4 @@ def test_plots_and_html_report_per_dataset(two_datasets, tmp_path):
         assert f"Dataset {ds} (scan {scan_label(ds, scan)})" in html
     assert html.count("<h2 id=\"scan-") == 2
     assert isinstance(io.BytesIO(html.encode()).getvalue(), bytes)
+

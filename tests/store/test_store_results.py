@@ -1,7 +1,6 @@
 """ResultStore on a local folder and on S3 (a real moto server on loopback)."""
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import re
@@ -390,3 +389,26 @@ def test_safe_key():
     assert re.fullmatch(r"[0-9a-f]{12}", safe_key("///"))
     with pytest.raises(ValueError):
         safe_key()
+
+
+def test_forget_units_removes_them_from_parts_and_keeps_the_rest(uri):
+    store = ResultStore(uri)
+    for i in range(4):
+        store.write_scores(unit_frame("m", "l1", [0.1 * i, 0.1 * i + 0.01], unit_key=f"u{i}"), f"u{i}")
+    store.compact(units=["u0", "u1", "u2"], run_id="r1")  # u3 keeps its own file
+    # a unit file overrides its part, then lands in a newer part
+    store.write_scores(unit_frame("m", "l1", [0.9, 0.91], unit_key="u1"), "u1")
+    store.compact(units=["u1"], run_id="r2")
+    before = store.read_scores()
+    first = before.groupby("unit_key", observed=True)["value"].first()
+    np.testing.assert_allclose(first.loc[["u0", "u1", "u2", "u3"]], [0.0, 0.9, 0.2, 0.3])
+    assert store.forget_units(["u0", "u3", "nope"]) == 2
+    after = store.read_scores()
+    assert sorted(after["unit_key"].unique()) == ["u1", "u2"]
+    # every other unit keeps its own rows, from the same winner as before
+    for k in ("u1", "u2"):
+        pd.testing.assert_frame_equal(before[before["unit_key"] == k].reset_index(drop=True),
+                                      after[after["unit_key"] == k].reset_index(drop=True))
+    assert store.completed_units() == {"u1", "u2"}
+    with pytest.raises(ValueError, match="unit_key"):
+        store.forget_units(["../x"])

@@ -188,11 +188,14 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
     grids: dict[str, list[int]] = {}
     counts = {"written": 0, "skipped": 0}
 
+    all_units: list[str] = []  # this analysis' units, compacted at the end
+
     def submit(pop: Population, ks: list[int]) -> None:
         common = _common(run_id, dataset, pop, key, cfg, train)
         jobs = []
         for k in ks:
             uk = safe_key(key, pop.name, pop.layer, k, pop.key)
+            all_units.append(uk)
             if uk in done:
                 counts["skipped"] += 1
                 continue
@@ -271,6 +274,7 @@ def run_decode(cfg: DecodeConfig) -> DecodeResult:
             "classes": splits.classes, "populations": {n: p.size for n, p in pops.items()}}
     info["tables"] = store.uri_of(tables_dir)
     store.put_json(f"{tables_dir}/summary.json", info)
+    store.compact(units=all_units, run_id=run_id)  # a few large files per run
     manifest.update(finished_at=pd.Timestamp.now("UTC").isoformat(), summary=info)
     store.write_manifest(run_id, manifest)
     log.info("decode %s done in %.1f s: %d units decoded, %d already done; tables in %s",

@@ -294,6 +294,9 @@ def probe_family(cfg: ProbeConfig, *, on_unit: Callable[[UnitResult], None] | No
                 prog.update(1, postfix=f"{p} {f} {r.status}")
     if "eigenspectrum" in cfg.families:
         _neural_unit(store, coll, cfg, run_id, dataset)
+    # the battery's units, compacted into a few files (each unit read once meanwhile)
+    store.compact(units=[unit_key(p, f) for p, f in units] + [NEURAL_UNIT],
+                  run_id=run_id)
     cross, files = finish(store, cfg, data)
     failed = [r for r in results if r.status == "failed"]
     if failed:

@@ -60,6 +60,14 @@ def _table_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def _part_tag(run_id: str | None) -> str:
+    """Part files sort in time order (the newest part holding a unit wins it)."""
+    now = time.time()
+    return (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
+            + "-" + re.sub(r"[^A-Za-z0-9_-]", "-", run_id or "run")[:60]
+            + "-" + uuid.uuid4().hex[:6])
+
+
 @dataclass
 class UnitSources:
     """Where each unit's rows live in one folder (``scores/`` or ``neuroid_scores/``).
@@ -298,11 +306,7 @@ class ResultStore(StoreIO):
         A kill at any point loses nothing: until a unit's file is deleted its rows are in
         it, and readers take each unit from one file only."""
         want = None if units is None else set(units)
-        # parts sort in time order (the newest part holding a unit wins it)
-        now = time.time()
-        tag = (time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.6f}"[1:]
-               + "-" + re.sub(r"[^A-Za-z0-9_-]", "-", run_id or "run")[:60]
-               + "-" + uuid.uuid4().hex[:6])
+        tag = _part_tag(run_id)
         out = {"parts": 0}
         for folder in (_SCORES, _NEUROIDS):
             src = self._sources(folder, fetch=True)
@@ -330,6 +334,35 @@ class ResultStore(StoreIO):
             for k in keys:
                 self.delete(f"{folder}/{src.files[k]}")
         return out
+
+    def forget_units(self, units: Iterable[str]) -> int:
+        """Remove the rows of ``units`` from ``scores/`` and ``neuroid_scores/`` so that
+        the next run recomputes them, wherever they live: their own files are deleted,
+        and a part file holding one is rewritten without it (the new part first, then
+        the old one is deleted, so a kill loses no other unit). Returns the number of
+        units that were in the store."""
+        gone = set(units)
+        for k in gone:
+            self._unit_path(k)  # a bad key fails before anything is touched
+        found = gone & self.completed_units(verify=False)
+        for folder in (_SCORES, _NEUROIDS):
+            src = self._sources(folder, fetch=True)
+            take = src.take
+            for part, held in sorted(src.parts.items()):
+                if not held & gone:
+                    continue
+                won = take.get(part, set())
+                keep = (held if won is None else won) - gone
+                if keep:
+                    t = pq.read_table(pa.BufferReader(src.blobs[part]))
+                    t = t.filter(pc.is_in(t.column("unit_key"), pa.array(sorted(keep))))
+                    # a new name sorts newest, and holds only units this part won
+                    name = f"{PART_PREFIX}{_part_tag('forget')}-000{_PARQUET_SUFFIX}"
+                    self._write_atomic(self._path(folder, name), _table_bytes(t))
+                self.delete(f"{folder}/{part}")
+            for k in sorted(gone & set(src.files)):
+                self.delete(f"{folder}/{src.files[k]}")
+        return len(found)
 
     # ------------------------------------------------------------- manifests
     def write_manifest(self, run_id: str, manifest: Mapping[str, Any]) -> str:
