@@ -250,7 +250,6 @@ def scan_config(data: str, out: str, engine: str):
 
 def scenario_scan(lc: LocalCluster, work: str) -> dict[str, Any]:
     """A scan of two models; the node dies while the second model's actor runs on it."""
-    from cortexzoo.scan import run_scan
     from cortexzoo.store import ResultStore
 
     data = make_scan_dataset(os.path.join(work, "ds"))
@@ -264,10 +263,16 @@ def scenario_scan(lc: LocalCluster, work: str) -> dict[str, Any]:
         running = _matching(node, "scan") if n else []
         return {"units_done": n, "processes": running} if running else None
 
-    cfg = scan_config(data, out, "ray")
+    return _scan_with_a_kill(lc, ready, data, out)
+
+
+def _scan_with_a_kill(lc: LocalCluster, ready, data: str, out: str) -> dict[str, Any]:
+    """Run the scenario's scan while a NodeKiller waits for ``ready`` on a node."""
+    from cortexzoo.scan import run_scan
+
     t0 = time.time()
     with NodeKiller(lc, ready) as killer:
-        res = run_scan(cfg)
+        res = run_scan(scan_config(data, out, "ray"))
     return {"seconds": time.time() - t0, "out": out, "data": data,
             "written_units": res.written_units, "skipped_units": res.skipped_units,
             "kill": killer.event, "killer_error": killer.error}
@@ -275,8 +280,6 @@ def scenario_scan(lc: LocalCluster, work: str) -> dict[str, Any]:
 
 def scenario_scan_scoring(lc: LocalCluster, work: str) -> dict[str, Any]:
     """The same scan; the node dies while a (model, layer) scoring task runs on it."""
-    from cortexzoo.scan import run_scan
-
     data = make_scan_dataset(os.path.join(work, "ds"))
     out = os.path.join(work, "results")
 
@@ -284,13 +287,7 @@ def scenario_scan_scoring(lc: LocalCluster, work: str) -> dict[str, Any]:
         running = _matching(node, "scan_scoring")
         return {"processes": running} if running else None
 
-    cfg = scan_config(data, out, "ray")
-    t0 = time.time()
-    with NodeKiller(lc, ready) as killer:
-        res = run_scan(cfg)
-    return {"seconds": time.time() - t0, "out": out, "data": data,
-            "written_units": res.written_units, "skipped_units": res.skipped_units,
-            "kill": killer.event, "killer_error": killer.error}
+    return _scan_with_a_kill(lc, ready, data, out)
 
 
 TUNE_TRIALS, TUNE_EPOCHS, TUNE_GRACE = 4, 4, 2
