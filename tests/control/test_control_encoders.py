@@ -118,3 +118,18 @@ def test_listed_layers_and_rerun_keeps_saved_encoders(planted_scan, tmp_path):
     with pytest.raises(ValueError, match="names no layer"):
         ScanConfig(save_encoders=",")
     assert choose_layers(pd.DataFrame(columns=res.scores.columns), "best") == {}
+
+
+def test_cli_scan_saves_encoders(planted_scan, capsys):
+    from cortexzoo.cli import main
+
+    cfg = planted_scan["cfg"]
+    argv = ["scan", "--data", cfg.data, "--models", MODEL_A, "--out", cfg.out, "--engine", "local",
+            "--input-size", "64", "--k", "256", "--save-encoders", "best", "--quiet"]
+    # the fixture's scoring settings differ from the CLI's defaults: a scan of its own
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    line = [x for x in out.splitlines() if x.startswith(f"encoder {MODEL_A} {PLANTED_LAYER} planted")]
+    assert line, out
+    uri = line[0].rsplit(": ", 1)[1]
+    assert load_encoder(uri).layer == PLANTED_LAYER
