@@ -96,6 +96,9 @@ def gather(store, cfg, keys: list[str], encoders) -> tuple[pd.DataFrame, pd.Data
     df = read_sweeps(store)
     if not len(df):
         raise ValueError(f"no sweep in {store.uri}")
+    encoders = set(df["encoder"].dropna())
+    if "encoder_b" in df.columns:
+        encoders |= set(df["encoder_b"].dropna())
     meta = {"name": "control-" + (posixpath.basename(store.uri.rstrip("/")) or "stimuli"),
             "description": "images synthesized by cortexzoo control (parametric control, paper "
                            "002): accentuation sweeps and controversial pairs; stimuli.parquet "
@@ -103,8 +106,7 @@ def gather(store, cfg, keys: list[str], encoders) -> tuple[pd.DataFrame, pd.Data
             "source": "cortexzoo control", "license": "", "response_unit": "",
             "stimulus_set": True,
             "control": {"kinds": sorted(df["kind"].unique().tolist()),
-                        "encoders": sorted(set(df["encoder"].dropna().tolist())
-                                           | set(df.get("encoder_b", pd.Series(dtype=str)).dropna().tolist()))}}
+                        "encoders": sorted(encoders)}}
     write_dataset(store.uri, meta=meta, stimuli=df, neuroids=None, responses=None, overwrite=True)
     mine = df[df["sweep_key"].isin(set(keys))]
     summary = sweep_summary(mine)

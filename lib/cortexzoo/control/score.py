@@ -121,10 +121,48 @@ def oracle_responses(stim: pd.DataFrame, folder: str, oracle: str, device: str |
     cols = [sites.index(s) for s in stim["site"].astype(str)]
     for s in range(0, len(uris), batch_size):
         blobs = read_images(uris[s:s + batch_size])
-        u8 = np.stack([present(decode_image(b, u), geo) for b, u in zip(blobs, uris[s:s + batch_size])])
+        u8 = np.stack([present(decode_image(b, u), geo)
+                       for b, u in zip(blobs, uris[s:s + batch_size])])
         pred = model.predict(from_uint8(u8, dev))
         out[s:s + len(u8)] = pred[np.arange(len(u8)), cols[s:s + batch_size]]
     return out
+
+
+def _sweep_scores(acc: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per accentuation sweep the control r, and per site its mean and SD over seeds."""
+    rows = []
+    for (site, seed), g in acc.groupby(["site", "seed_id"], sort=True):
+        resp = g["response"].to_numpy(float)
+        rows.append({"site": site, "seed_id": seed, "n_images": int(np.isfinite(resp).sum()),
+                     "control_r": _pearson(g["target"].to_numpy(float), resp),
+                     "model": g["model"].iloc[0], "layer": g["layer"].iloc[0]})
+    sweeps = pd.DataFrame(rows, columns=["site", "seed_id", "n_images", "control_r", "model",
+                                         "layer"])
+    if not len(sweeps):
+        return sweeps, pd.DataFrame(columns=["site", "mean_r", "sd_r", "n_seeds"])
+    sites = sweeps.groupby("site")["control_r"].agg(mean_r="mean", sd_r="std", n_seeds="count")
+    return sweeps, sites.reset_index()
+
+
+def _pairs(con: pd.DataFrame) -> pd.DataFrame:
+    """Per controversial (site, seed): the response to A's image minus B's."""
+    rows = []
+    for (site, seed), g in con.groupby(["site", "seed_id"], sort=True):
+        a = g.loc[g["condition"] == "a_high", "response"]
+        b = g.loc[g["condition"] == "b_high", "response"]
+        if a.empty or b.empty or not (np.isfinite(a.iloc[0]) and np.isfinite(b.iloc[0])):
+            continue
+        d = float(a.iloc[0] - b.iloc[0])
+        rows.append({"site": site, "seed_id": seed, "response_a_high": float(a.iloc[0]),
+                     "response_b_high": float(b.iloc[0]), "difference": d,
+                     "follows": "A" if d > 0 else ("B" if d < 0 else "neither"),
+                     "model_a": g["model"].iloc[0], "model_b": g["model_b"].iloc[0]})
+    return pd.DataFrame(rows, columns=["site", "seed_id", "response_a_high", "response_b_high",
+                                       "difference", "follows", "model_a", "model_b"])
+
+
+def _sd(x: pd.Series) -> float:
+    return float(x.std(ddof=1)) if len(x) > 1 else float("nan")
 
 
 def control_scores(stim: pd.DataFrame, resp: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame,
@@ -132,44 +170,26 @@ def control_scores(stim: pd.DataFrame, resp: np.ndarray) -> tuple[pd.DataFrame, 
     """(per sweep, per site, per controversial pair, summary) from the folder's stimuli
     and one response per image (see the module doc)."""
     df = stim.assign(response=np.asarray(resp, dtype=np.float64))
-    acc = df[df["kind"] == "accentuate"]
-    sweeps = pd.DataFrame([{"site": site, "seed_id": seed, "n_images": int(np.isfinite(g["response"]).sum()),
-                            "control_r": _pearson(g["target"].to_numpy(float), g["response"].to_numpy(float)),
-                            "model": g["model"].iloc[0], "layer": g["layer"].iloc[0]}
-                           for (site, seed), g in acc.groupby(["site", "seed_id"], sort=True)],
-                          columns=["site", "seed_id", "n_images", "control_r", "model", "layer"])
-    sites = (sweeps.groupby("site")["control_r"].agg(mean_r="mean", sd_r="std", n_seeds="count")
-             .reset_index() if len(sweeps) else pd.DataFrame(columns=["site", "mean_r", "sd_r", "n_seeds"]))
-    pairs = []
+    sweeps, sites = _sweep_scores(df[df["kind"] == "accentuate"])
     con = df[df["kind"] == "controversial"]
-    for (site, seed), g in con.groupby(["site", "seed_id"], sort=True):
-        a = g.loc[g["condition"] == "a_high", "response"]
-        b = g.loc[g["condition"] == "b_high", "response"]
-        if a.empty or b.empty or not (np.isfinite(a.iloc[0]) and np.isfinite(b.iloc[0])):
-            continue
-        d = float(a.iloc[0] - b.iloc[0])
-        pairs.append({"site": site, "seed_id": seed, "response_a_high": float(a.iloc[0]),
-                      "response_b_high": float(b.iloc[0]), "difference": d,
-                      "follows": "A" if d > 0 else ("B" if d < 0 else "neither"),
-                      "model_a": g["model"].iloc[0], "model_b": g["model_b"].iloc[0]})
-    pairs = pd.DataFrame(pairs, columns=["site", "seed_id", "response_a_high", "response_b_high",
-                                         "difference", "follows", "model_a", "model_b"])
+    pairs = _pairs(con)
     summary: dict = {"n_images_scored": int(np.isfinite(df["response"]).sum())}
     if len(sweeps):
         summary["control"] = {
             "mean_r_over_sites": float(sites["mean_r"].mean()),
-            "sd_r_over_sites": float(sites["mean_r"].std(ddof=1)) if len(sites) > 1 else float("nan"),
+            "sd_r_over_sites": _sd(sites["mean_r"]),
             "mean_r_over_sweeps": float(sweeps["control_r"].mean()),
-            "sd_r_over_sweeps": float(sweeps["control_r"].std(ddof=1)) if len(sweeps) > 1 else float("nan"),
+            "sd_r_over_sweeps": _sd(sweeps["control_r"]),
             "n_sites": int(len(sites)), "n_sweeps": int(len(sweeps))}
     if len(con):
         by_site = {}
         for site, g in con.groupby("site", sort=True):
             p = pairs[pairs["site"] == site]
             r = g["response"].to_numpy(float)
-            by_site[str(site)] = {"fraction_follows_a": float((p["follows"] == "A").mean()) if len(p) else float("nan"),
-                                  "r_with_a": _pearson(g["pred_a"].to_numpy(float), r),
-                                  "r_with_b": _pearson(g["pred_b"].to_numpy(float), r), "n_pairs": int(len(p))}
+            by_site[str(site)] = {
+                "fraction_follows_a": float((p["follows"] == "A").mean()) if len(p) else float("nan"),
+                "r_with_a": _pearson(g["pred_a"].to_numpy(float), r),
+                "r_with_b": _pearson(g["pred_b"].to_numpy(float), r), "n_pairs": int(len(p))}
         frac = float((pairs["follows"] == "A").mean()) if len(pairs) else float("nan")
         summary["controversial"] = {
             "fraction_follows_a": frac, "n_pairs": int(len(pairs)),

@@ -24,7 +24,8 @@ from ..features.differentiable import LayerForward, normalize, reduce
 from ..features.reduce import LayerReducer, layer_seed
 from ..scan.encoders import Encoder, EncoderError
 
-__all__ = ["SiteModel", "check_compatible", "check_fits", "load_for_encoder", "pick_device", "reg_layer_for"]
+__all__ = ["SiteModel", "check_compatible", "check_fits", "load_for_encoder", "pick_device",
+           "reg_layer_for"]
 
 log = logging.getLogger("cortexzoo")
 
@@ -52,10 +53,14 @@ def reg_layer_for(model, layer: str, choice: str | None = None) -> str:
     return min(model.layers, key=lambda n: (abs(depth[n] - half), depth[n]))
 
 
+def _norm(v):
+    return [float(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+
 def _diff(a: dict, b: dict) -> list[str]:
-    keys = sorted(set(a) | set(b))
-    norm = lambda v: [float(x) for x in v] if isinstance(v, (list, tuple)) else v  # noqa: E731
-    return [f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in keys if norm(a.get(k)) != norm(b.get(k))]
+    """``key: saved ..., here ...`` for every key where the two mappings differ."""
+    return [f"{k}: saved {a.get(k)!r}, here {b.get(k)!r}" for k in sorted(set(a) | set(b))
+            if _norm(a.get(k)) != _norm(b.get(k))]
 
 
 def check_compatible(encoder: Encoder, model) -> None:

@@ -125,8 +125,7 @@ def encoder_files(enc: Encoder) -> tuple[bytes, bytes]:
     """(encoder.json bytes, weights.safetensors bytes) of ``enc``."""
     from safetensors.numpy import save
 
-    blob = save({"coef": np.ascontiguousarray(enc.coef), "intercept": np.ascontiguousarray(enc.intercept),
-                 "x_mean": np.ascontiguousarray(enc.x_mean)},
+    blob = save({k: np.ascontiguousarray(getattr(enc, k)) for k in ("coef", "intercept", "x_mean")},
                 metadata={"format": ENCODER_FORMAT, "version": str(ENCODER_VERSION)})
     meta = dict(enc.meta, weights_file=WEIGHTS_NAME, weights_sha256=_sha256(blob))
     enc.meta = meta
@@ -199,7 +198,8 @@ def load_encoder(uri: str) -> Encoder:
 
 
 # ------------------------------------------------------------------ saving from a scan
-def choose_layers(scores: pd.DataFrame, save: "str | list[str]") -> dict[tuple[str, str], dict[str, str]]:
+def choose_layers(scores: pd.DataFrame, save: "str | list[str]"
+                  ) -> dict[tuple[str, str], dict[str, str]]:
     """``{(model, region): {layer: why}}`` to save. ``"best"``: the ridge layer the
     leaderboard chose on each seeded half (``heldout:half_a`` / ``heldout:half_b``; one
     layer when both halves agree), else (too few stimuli for halves) the in-sample best
@@ -308,7 +308,8 @@ def save_encoders(cfg, dataset, targets, store, scores: pd.DataFrame, scan_key: 
                 red = dataclasses.asdict(cfg.reduction)
                 red.update(name=cfg.reduction.name, model_key=spec.key,
                            layer_seed=layer_seed(cfg.reduction.seed, spec.key, layer),
-                           recipe=SRP_RECIPE if cfg.reduction.method == "srp" else cfg.reduction.method)
+                           recipe=(SRP_RECIPE if cfg.reduction.method == "srp"
+                                   else cfg.reduction.method))
                 subjects = (targets.subjects[rt.columns].tolist() if targets.subjects is not None
                             else [""] * rt.columns.size)
                 meta = {
