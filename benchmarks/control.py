@@ -11,15 +11,18 @@ the seed, a forward pass of the 12 through the network cut after the encoder's l
 the scan's sparse random projection to 4096 dimensions and the readout, and the
 regularization layer at half the encoder layer's depth), then the 8-bit images'
 predictions and distances. The encoder is a random readout in the saved format (the
-numbers do not change the work); the seed is a real photo (scikit-learn's china.jpg).
+numbers do not change the work) whose "response SD" is the SD of its predictions over 24
+synthetic stimuli, so that the levels are as far apart as a fitted site's; the seed is a
+real photo (scikit-learn's china.jpg).
 
 Networks: ``small`` timm:test_byobnet@random at 64 px (encoder layer stages.2.0),
 ``resnet18`` torchvision:resnet18@random at 224 px (layer3.1), ``resnet50``
 torchvision:resnet50@random at 224 px (layer4.0; ResNet-50 size, as the paper's).
 
-Reference, in the same process: the same number of forward and backward passes of 12
-images through the same cut network (LayerForward, loss = sum of the layer's output):
-the work no synthesis can avoid. Printed per network: sweep seconds, reference seconds,
+Reference, in the same process: forward and backward passes of 12 images through the
+same cut network (LayerForward, loss = sum of the layers' outputs), the work no synthesis
+can avoid: 15 passes before the sweep and 15 after (the machine's load drifts), their mean
+time per pass times the sweep's steps. Printed per network: sweep seconds, reference seconds,
 their ratio (what the parameterization, warps, projection, readout and regularizer
 add), seconds per step, and how well the sweep hit its levels.
 """
@@ -69,7 +72,8 @@ def random_encoder(out: str, spec: str, layer: str, input_size: int, k: int = 40
                       "ev": [0.25], "response_mean": [0.0], "response_sd": [1.0]},
             "n_features": k}
     coef = np.random.default_rng(0).normal(0, 1 / np.sqrt(k), (k, 1))
-    return write_encoder(ResultStore(out), f"encoders/{s.key}", Encoder(meta, coef, np.zeros(1), np.zeros(k)))
+    enc = Encoder(meta, coef, np.zeros(1), np.zeros(k))
+    return write_encoder(ResultStore(out), f"encoders/{s.key}", enc)
 
 
 def seed_photo(preprocessing: dict) -> np.ndarray:
@@ -79,6 +83,17 @@ def seed_photo(preprocessing: dict) -> np.ndarray:
 
     path = os.path.join(os.path.dirname(sklearn.__file__), "datasets", "images", "china.jpg")
     return read_seeds(path, preprocessing)[0].pixels
+
+
+def calibrate(model, device: str, n: int = 24) -> float:
+    """The SD of the random readout's predictions over synthetic stimuli (the scan's
+    planted images), standing in for the SD of a site's responses: the sweep's levels are
+    then as far apart, for this readout, as a real site's are for its encoder."""
+    from cortexzoo.control.synth import from_uint8
+    from cortexzoo.data.synthetic import make_images
+
+    imgs = make_images(n, size=model.canvas_size, seed=0)
+    return float(np.std(model.predict(from_uint8(np.asarray(imgs, np.uint8), device))[:, 0], ddof=1))
 
 
 def reference(model, steps: int, n: int, device: str) -> float:
@@ -113,14 +128,18 @@ def bench(name: str, steps: int, device: str) -> dict:
     reg = reg_layer_for(loaded, layer, cfg.reg_layer)
     model = SiteModel(enc, ["site"], reg_layers=[reg], device=device, model=loaded)
     load = time.perf_counter() - t0
+    model.response_sd = np.array([calibrate(model, device)])
     seed = seed_photo(enc.meta["preprocessing"])
     accentuate(model, "site", seed, levels(), dataclasses.replace(cfg, steps=2))  # warm-up
+    half = max(1, min(steps, 30) // 2)
+    before = reference(model, half, 12, device) / half
     t0 = time.perf_counter()
     res = accentuate(model, "site", seed, levels(), cfg)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     sweep = time.perf_counter() - t0
-    ref = reference(model, steps, 12, device)
+    after = reference(model, half, 12, device) / half
+    ref = (before + after) / 2 * steps   # before and after the sweep: the load drifts
     err = np.abs((res["achieved"] - res["target"]) / res["sd"])
     return {"network": name, "spec": spec, "px": size, "layer": layer, "reg_layer": reg,
             "load_s": load, "sweep_s": sweep, "reference_s": ref, "ratio": sweep / ref,

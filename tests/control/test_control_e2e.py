@@ -167,6 +167,7 @@ def test_oracle_scores_near_one_for_the_generating_model_near_zero_for_unrelated
     src = sweeps["reg"].out
     enc, sites = sweeps["enc"], sweeps["sites"]
     own = run_score(src, oracle=enc.uri, out=str(tmp_path / "own"))
+    print("generating oracle:", own.summary["control"])
     assert own.summary["control"]["mean_r_over_sites"] > 0.95
     assert own.summary["controversial"]["fraction_follows_a"] == 1.0   # A made the A-high images
     means, all_r = [], []

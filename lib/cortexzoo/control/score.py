@@ -212,7 +212,13 @@ def run_score(stimuli: str, responses: str | None = None, oracle: str | None = N
     else:
         resp, source = oracle_responses(stim, folder, oracle, device), normalize_uri(oracle)
     sweeps, sites, pairs, summary = control_scores(stim, resp)
-    label = re.sub(r"[^A-Za-z0-9._-]+", "-", posixpath.basename(source.rstrip("/"))).strip("-")
+    name = posixpath.basename(source.rstrip("/"))
+    if oracle is not None:   # an encoder folder is named by its region: say which model it is
+        from ..scan.encoders import load_encoder
+
+        m = load_encoder(oracle).meta
+        name = f"{m['model_key']}-{m['layer']}-{m['region']}"
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")
     out = normalize_uri(out) if out else join(folder, "control",
                                               f"score-{'oracle' if oracle else 'responses'}-{label}")
     summary.update(stimuli=folder, responses=responses, oracle=oracle)
