@@ -111,6 +111,10 @@ def test_controversial_pairs_split_the_two_models(controversial):
     assert (a_hi["pred_a"] > b_hi["pred_a"]).all() and (b_hi["pred_b"] > a_hi["pred_b"]).all()
     assert set(con["model"]) == {MODEL_A} and set(con["model_b"]) == {MODEL_B}
     assert len(controversial.stimuli) == 132 + 8   # the accentuation sweeps are kept
+    sheet = os.path.join(controversial.out, "plots", "control-controversial.png")
+    assert open(sheet, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(os.path.join(controversial.out, "control", "controversial.csv"))
+    assert len(table) == 8 and {"z_a", "z_b", "pred_a", "pred_b"} <= set(table.columns)
 
 
 def _lab_folder(src: str, dst: str, sites, seed=0):
@@ -201,6 +205,19 @@ def test_resumes_per_sweep_as_ray_tasks_to_the_same_images(planted_scan, sweeps,
         assert open(os.path.join(out, p), "rb").read() == data
     pd.testing.assert_frame_equal(res.stimuli.drop(columns=["code_version"]),
                                   sweeps["unreg"].stimuli.drop(columns=["code_version"]))
+
+
+def test_the_example_config_is_a_control_config(tmp_path):
+    from cortexzoo.core.config import read_yaml_mapping
+
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    d = read_yaml_mapping(os.path.join(root, "configs", "control_default.yaml"))
+    cfg = ControlConfig.from_dict(d)
+    assert cfg.synth == SynthConfig() and cfg.n_levels == 5 and cfg.step_sd == 0.2
+    with pytest.raises(ValueError, match="unknown synth key"):
+        ControlConfig.from_dict({**d, "synth": {"stpes": 3}})
+    with pytest.raises(ValueError, match="needs two encoders"):
+        ControlConfig(kind="controversial", a="x")
 
 
 def test_cli_accentuate_and_clear_errors(planted_scan, tmp_path, capsys):

@@ -133,3 +133,15 @@ def test_cli_scan_saves_encoders(planted_scan, capsys):
     assert line, out
     uri = line[0].rsplit(": ", 1)[1]
     assert load_encoder(uri).layer == PLANTED_LAYER
+
+
+def test_an_encoder_round_trips_through_object_storage(planted_scan, s3_bucket):
+    from cortexzoo.scan.encoders import write_encoder
+
+    enc = load_encoder(planted_scan["a"])
+    uri = write_encoder(ResultStore(s3_bucket), "encoders/copy/a", enc)
+    assert uri == f"{s3_bucket}/encoders/copy/a"
+    back = load_encoder(uri)
+    assert back.meta == enc.meta
+    for k in ("coef", "intercept", "x_mean"):
+        np.testing.assert_array_equal(getattr(back, k), getattr(enc, k))

@@ -26,6 +26,7 @@ from ..core.cache_key import canonical_json, safe_key
 from ..core.config import config_from_mapping, read_yaml_mapping
 from ..core.uri import normalize_uri
 from ..scan.encoders import Encoder, EncoderError, load_encoder
+from .outputs import SWEEPS
 from .seeds import Seed, read_seeds
 from .synth import SynthConfig, levels
 
@@ -34,7 +35,6 @@ __all__ = ["ControlConfig", "ControlResult", "run_control", "run_unit"]
 log = logging.getLogger("cortexzoo")
 
 KINDS = ("accentuate", "controversial")
-from .outputs import SWEEPS  # noqa: E402
 
 
 @dataclass
