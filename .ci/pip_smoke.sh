@@ -24,7 +24,14 @@ step "$CZ" zoo list 'timm:tf_efficientnet_lite0*'
 step "$CZ" data planted ./planted --model pixels --n-stimuli 40 --n-neuroids 6 --n-reps 3
 step "$CZ" data validate ./planted --quiet
 step "$CZ" scan --data ./planted --models pixels,timm:test_byobnet@random --out ./results \
-    --input-size 32 --k 128 --quiet
+    --input-size 32 --k 128 --save-encoders stages.1.0,stages.2.0 --quiet
+ENC_A=$(ls -d ./results/encoders/*/timm-test_byobnet-random0/stages.2.0*/* | head -1)
+ENC_B=$(ls -d ./results/encoders/*/timm-test_byobnet-random0/stages.1.0*/* | head -1)
+step "$CZ" control accentuate --encoder "$ENC_A" --top-sites 1 --seeds ./planted --n-seeds 1 \
+    --steps 5 --out ./control --engine local --quiet
+step "$CZ" control controversial --a "$ENC_A" --b "$ENC_B" --top-sites 1 --seeds ./planted \
+    --n-seeds 1 --steps 5 --out ./control --engine local --quiet
+step "$CZ" control score --stimuli ./control --oracle "$ENC_B"
 step "$CZ" report ./results --html
 step "$CZ" results ./results --list
 step "$CZ" results ./results --top 2 --format csv
@@ -50,7 +57,8 @@ step "$CZ" twins train --data ./sessions --encoders cnn --seeds 0 --out ./result
 step "$CZ" twins eval --data ./sessions --out ./results
 # user errors: exit 2, one line, no traceback
 for bad in "results ./nope" "scan --data ./planted --models '' --out ./r2" \
-           "scan --data ./planted --k 0 --out ./r2" "scan --data ./nope --out ./r2"; do
+           "scan --data ./planted --k 0 --out ./r2" "scan --data ./nope --out ./r2" \
+           "control accentuate --encoder ./nope --seeds ./planted --out ./c2"; do
     set +e
     out=$(eval "$CZ" $bad 2>&1); rc=$?
     set -e

@@ -1,8 +1,9 @@
 """The ``cortexzoo`` command: every verb's argparse parser and handler.
 
 One module per verb family (``scan``, ``zoo``, ``data``, ``report``/``results``,
-``finetune``/``tune``, ``twins``, ``decode``); each has ``register(subparsers)``. Building the
-parser imports no stage of the pipeline: handlers import what they run when called.
+``finetune``/``tune``, ``twins``, ``decode``, ``control``); each has
+``register(subparsers)``. Building the parser imports no stage of the pipeline: handlers
+import what they run when called.
 Library folders hold no argparse; ``jobs/*.py`` call :func:`main`.
 """
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 import logging
 import sys
 
-from . import data, decode, report, scan, training, twins, zoo
+from . import control, data, decode, report, scan, training, twins, zoo
 
 __all__ = ["build_parser", "main"]
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true",
                    help="show the full traceback of an error (default: one line)")
     sub = p.add_subparsers(dest="cmd", required=True)
-    for verb in (scan, zoo, data, report, training, twins, decode):
+    for verb in (scan, zoo, data, report, training, twins, decode, control):
         verb.register(sub)
     return p
 

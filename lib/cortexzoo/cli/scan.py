@@ -55,6 +55,8 @@ def cmd_scan(args) -> int:
         d["scoring"]["min_reliability"] = args.min_reliability
     if args.no_cache:
         d["cache_features"] = False
+    if args.save_encoders is not None:
+        d["save_encoders"] = "best" if args.save_encoders == "best" else csv_list(args.save_encoders)
     d["progress"] = not args.quiet
     cfg = ScanConfig.from_dict(d)
     try:
@@ -68,6 +70,9 @@ def cmd_scan(args) -> int:
     print(format_leaderboard(result.leaderboard))
     if result.plot_path:
         print(f"\nlayer-by-depth plot: {result.plot_path}")
+    for e in result.summary.get("encoders") or []:
+        print(f"encoder {e['model']} {e['layer']} {e['region']} ({e['n_sites']} sites, "
+              f"mean r {e['mean_r']:.3f}): {e['uri']}")
     return rc
 
 
@@ -95,5 +100,9 @@ def register(sub) -> None:
     s.add_argument("--methods", help="comma-separated: ridge_gcv,rsa")
     s.add_argument("--min-reliability", type=float)
     s.add_argument("--no-cache", action="store_true", help="do not cache reduced features")
+    s.add_argument("--save-encoders", metavar="best|LAYERS",
+                   help="also save the fitted encoding model of every site per (model, layer, "
+                        "region): 'best' (the held-out chosen layer) or comma-separated layers "
+                        "(for `cortexzoo control`)")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_scan)

@@ -60,6 +60,9 @@ class ScanConfig:
     # next model (GPU solver where the cluster has GPUs); "driver" scores in this process
     score_on: str = "workers"
     chunk: int = 128  # stimuli per feature block a model actor writes (workers mode)
+    # after the leaderboard: save encoding models (scan/encoders.py): "best" (the held-out
+    # chosen layer per model and region) or a list of layers; None: none
+    save_encoders: str | list[str] | None = None
 
     def __post_init__(self):
         if self.engine not in ("ray", "local"):
@@ -84,6 +87,10 @@ class ScanConfig:
             self.reduction = ReductionConfig(**self.reduction)
         if isinstance(self.scoring, dict):
             self.scoring = ScoringConfig(**self.scoring)
+        if isinstance(self.save_encoders, str) and self.save_encoders != "best":
+            self.save_encoders = [x.strip() for x in self.save_encoders.split(",") if x.strip()]
+        if isinstance(self.save_encoders, list) and not self.save_encoders:
+            raise ValueError("save_encoders names no layer (use 'best' or layer names)")
         if isinstance(self.models, str):
             self.models = [m.strip() for m in self.models.split(",") if m.strip()]
 

@@ -212,6 +212,10 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     from ..report import leaderboard, plot_depth, scan_label
 
     board = leaderboard(scores)
+    encoders = []
+    if cfg.save_encoders and len(scores):
+        from .encoders import save_encoders
+        encoders = save_encoders(cfg, dataset, targets, store, scores, scan_key, run_id)
     plot_path = None
     if cfg.plot and len(scores):
         label = scan_label(dataset.name, scan_key)
@@ -223,6 +227,7 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     skipped = sum(o.skipped for o in outcomes.values())
     summary = _summary(t0, specs, outcomes, failures, concurrent, store)
     summary["rows_written"] += ia_rows  # the inter-animal ceiling's rows
+    summary["encoders"] = encoders
     manifest.update(finished_at=pd.Timestamp.now("UTC").isoformat(), seconds=summary["seconds"],
                     written_units=written, skipped_units=skipped, failures=failures,
                     summary=summary)
