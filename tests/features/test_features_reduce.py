@@ -34,6 +34,34 @@ def test_srp_deterministic_per_seed():
     assert layer_seed(0, "m", "l1") == layer_seed(0, "m", "l1") != layer_seed(0, "m", "l2")
 
 
+def _srp_reference(p, k, seed):
+    """The matrix drawn whole: every gap of the round at once, then every sign."""
+    rng = np.random.default_rng(seed)
+    d = 1 / math.sqrt(p)
+    mean = k * p * d
+    gaps = rng.geometric(d, size=int(mean + 6 * math.sqrt(mean) + 64))
+    pos = np.cumsum(gaps) - 1
+    assert pos[-1] >= k * p  # one round suffices at these sizes
+    pos = pos[pos < k * p]
+    signs = np.where(rng.random(pos.size) < 0.5, -1.0, 1.0) * math.sqrt(1 / (d * k))
+    dense = np.zeros(k * p, dtype=np.float32)
+    dense[pos] = signs
+    return dense.reshape(k, p)
+
+
+@pytest.mark.parametrize("block", [None, 100, 4097])
+def test_srp_drawn_in_blocks_equals_drawn_whole(monkeypatch, block):
+    # blocks bound the generator's memory; they must not change a single entry, or every
+    # cached feature of every scan would silently change meaning
+    import cortexzoo.features.reduce as reduce
+
+    if block:
+        monkeypatch.setattr(reduce, "_GEN_BLOCK", block)
+    for p, k, seed in [(2500, 512, 3), (10, 300, 0), (40000, 64, 11)]:
+        np.testing.assert_array_equal(srp_matrix(p, k, seed=seed).to_dense().numpy(),
+                                      _srp_reference(p, k, seed))
+
+
 def test_srp_preserves_norms_and_distances():
     # Johnson-Lindenstrauss: E||Rx||^2 = ||x||^2 and distances within ~eps for k=4096.
     rng = np.random.default_rng(0)
@@ -116,3 +144,33 @@ def test_extractor_cache_budget_regenerates_identically():
     for n in ("0", "2"):
         np.testing.assert_allclose(a[n], b[n], rtol=1e-5)
         np.testing.assert_allclose(b[n], b2[n], rtol=1e-5)
+
+
+def test_extractor_holds_kept_matrices_plus_one(monkeypatch):
+    # a layer's matrix beyond the budget is dropped right after its layer, not at the end
+    # of the pass: a VGG16 pass would otherwise hold every layer's (1.4 GB)
+    model = _toy_model()
+    x = torch.randn(4, 3, 6, 6).numpy()
+    layers = ["0", "1", "2"]
+    red = ReductionConfig(n_components=64)
+    full = FeatureExtractor(model, layers, red)
+    want = full(x)
+    sizes = {n: full.reducers[n].nbytes for n in layers}
+    budget = sizes["0"]
+    ext = FeatureExtractor(model, layers, red, cache_bytes=budget)
+    held = []
+    call = LayerReducer.__call__
+
+    def spy(self, act):
+        out = call(self, act)
+        held.append(sum(r.nbytes for r in ext.reducers.values()))
+        return out
+
+    monkeypatch.setattr(LayerReducer, "__call__", spy)
+    for _ in range(2):
+        got = ext(x)
+        for n in layers:
+            np.testing.assert_allclose(got[n], want[n], rtol=1e-5)
+    assert [ext.reducers[n].nbytes > 0 for n in layers] == [True, False, False]
+    assert max(held) <= budget + max(sizes["1"], sizes["2"])
+    assert max(held) < sum(sizes.values())

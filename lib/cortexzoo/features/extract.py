@@ -10,6 +10,17 @@ from ..zoo.layers import first_tensor
 from .reduce import LayerReducer, ReductionConfig
 
 
+def _heap_trimmer() -> Callable[[], Any] | None:
+    """glibc's ``malloc_trim`` where there is one (Linux), else None."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
 class _StopForward(Exception):
     """Raised by the last hook: layers after it are not needed."""
 
@@ -69,8 +80,10 @@ class FeatureExtractor:
     The reduction happens inside the forward hook, before in-place operations of
     later modules (``ReLU(inplace=True)``) can change the tensor, and before the
     next layer's activations are allocated, so only one layer's full activations
-    for one batch exist at a time. Projection matrices are kept between batches
-    up to ``cache_bytes`` (beyond that they are regenerated, deterministically).
+    for one batch exist at a time. Projection matrices are kept between batches up to
+    ``cache_bytes``, for the layers that come first; any other layer's matrix is dropped
+    as soon as its layer is reduced (and regenerated, identically, next batch), so one
+    forward pass never holds more than the kept ones plus one.
     """
 
     def __init__(self, model, layers: Sequence[str] | None = None,
@@ -85,19 +98,29 @@ class FeatureExtractor:
         key = model.spec.key
         self._targets = layer_targets(model, self.layers)
         self.reducers = {name: LayerReducer(self.reduction, key, name) for name in self.layers}
+        self._kept: dict[str, bool] = {}  # layer -> its matrix stays between batches
+        # On CPU a forward pass frees hundreds of MB of activations and regenerated
+        # projections of mixed sizes, which glibc keeps resident and fragmented: a VGG16
+        # extractor's peak grew 2.65 -> 2.84 GB over two chunks of 128 images; handing
+        # free pages back after each batch kept it at 2.25 -> 2.41 GB, in the same time.
+        self._trim = _heap_trimmer() if self.device.type == "cpu" else None
 
     @torch.inference_mode()
     def __call__(self, images: np.ndarray | torch.Tensor) -> dict[str, np.ndarray]:
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         x = x.to(self.device, dtype=torch.float32)
         out = capture_layers(self.module, self._targets, x, self.model.spec, stop=True,
-                             transform=lambda name, t: self.reducers[name](t).float().cpu())
-        self._trim_cache()
+                             transform=self._reduce)
+        if self._trim is not None:
+            self._trim(0)
         return {name: t.numpy() for name, t in out.items()}
 
-    def _trim_cache(self) -> None:
-        total = 0
-        for reducer in self.reducers.values():
-            total += reducer.nbytes
-            if total > self.cache_bytes:
-                reducer.release()
+    def _reduce(self, name: str, t: torch.Tensor) -> torch.Tensor:
+        reducer = self.reducers[name]
+        z = reducer(t).float().cpu()
+        if name not in self._kept:  # first batch: layers that fit the budget, in order
+            held = sum(r.nbytes for n, r in self.reducers.items() if self._kept.get(n))
+            self._kept[name] = held + reducer.nbytes <= self.cache_bytes
+        if not self._kept[name]:
+            reducer.release()
+        return z

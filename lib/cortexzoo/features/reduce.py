@@ -26,26 +26,40 @@ def layer_seed(base_seed: int, model_key: str, layer: str) -> int:
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
 
-def _bernoulli_positions(rng: np.random.Generator, total: int, density: float) -> np.ndarray:
-    """Sorted positions of the successes of ``total`` i.i.d. Bernoulli(density) trials.
+# entries generated per step: temporaries of about 1 MB each. An actor regenerates the
+# matrices it does not keep once per batch; whole-matrix temporaries (tens of MB each,
+# a dozen per matrix) fragment the heap or, above malloc's mmap threshold, page-fault.
+_GEN_BLOCK = 1 << 17
+
+
+def _bernoulli_position_blocks(rng: np.random.Generator, total: int, density: float):
+    """Sorted positions of the successes of ``total`` i.i.d. Bernoulli(density) trials, in
+    blocks.
 
     Gaps between successes are geometric, so the positions are a cumulative sum of
-    geometric draws: exact, vectorized, and several times faster than sampling a
-    subset without replacement.
+    geometric draws: exact, vectorized, and several times faster than sampling a subset
+    without replacement. Draws come in rounds of ``mean + 6 sd`` gaps, each drawn whole
+    (a round that passes ``total`` is still drawn to its end), so what ``rng`` yields
+    afterwards does not depend on the block size.
     """
     if density >= 1.0:
-        return np.arange(total, dtype=np.int64)
+        for start in range(0, total, _GEN_BLOCK):
+            yield np.arange(start, min(total, start + _GEN_BLOCK), dtype=np.int64)
+        return
     mean = total * density
     chunk = int(mean + 6 * math.sqrt(mean) + 64)
-    parts, last = [], -1
-    while True:
-        pos = last + np.cumsum(rng.geometric(density, size=chunk))
-        if pos[-1] >= total:
-            parts.append(pos[pos < total])
-            break
-        parts.append(pos)
-        last = int(pos[-1])
-    return np.concatenate(parts)
+    last, done = -1, False
+    while not done:
+        for start in range(0, chunk, _GEN_BLOCK):
+            gaps = rng.geometric(density, size=min(_GEN_BLOCK, chunk - start))
+            if done:
+                continue  # the rest of the round, drawn and dropped
+            pos = last + np.cumsum(gaps)
+            if pos[-1] >= total:
+                pos, done = pos[pos < total], True
+            if pos.size:
+                last = int(pos[-1])
+                yield pos
 
 
 def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
@@ -55,8 +69,9 @@ def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
     Entries are 0 with probability ``1 - density`` and ``±sqrt(1 / (density * k))``
     otherwise, independently (Li et al. 2006; scikit-learn's SparseRandomProjection),
     with ``density = 1 / sqrt(n_features)`` by default. Generation is fast enough
-    (about 0.1 s per million non-zeros) that actors can regenerate matrices they do not
-    keep rather than hold every layer's.
+    (about 0.05 s per million non-zeros) that actors can regenerate matrices they do not
+    keep rather than hold every layer's; it works in small blocks, so that it needs
+    little memory beyond the matrix itself.
     """
     if n_features < 1 or n_components < 1:
         raise ValueError(f"SRP needs positive sizes, got n_features={n_features}, "
@@ -67,14 +82,20 @@ def srp_matrix(n_features: int, n_components: int = DEFAULT_K, seed: int = 0,
         raise ValueError(f"SRP density must be in (0, 1], got {density}")
     rng = np.random.default_rng(seed)
     total = n_components * n_features
-    flat = _bernoulli_positions(rng, total, density)
-    rows = flat // n_features
-    cols = (flat - rows * n_features).astype(np.int32)
-    nnz = flat.size
-    scale = math.sqrt(1.0 / (density * n_components))
-    values = np.where(rng.random(flat.size) < 0.5, -scale, scale).astype(np.float32)
-    # flat is sorted, so row i starts at the first position >= i * p
-    crow = np.searchsorted(flat, np.arange(n_components + 1, dtype=np.int64) * n_features)
+    counts = np.zeros(n_components, dtype=np.int64)
+    cols, nnz = [], 0
+    for pos in _bernoulli_position_blocks(rng, total, density):
+        rows = pos // n_features
+        cols.append((pos - rows * n_features).astype(np.int32))
+        counts += np.bincount(rows, minlength=n_components)
+        nnz += pos.size
+    cols = np.concatenate(cols) if cols else np.zeros(0, dtype=np.int32)
+    scale = np.float32(math.sqrt(1.0 / (density * n_components)))
+    values = np.empty(nnz, dtype=np.float32)
+    for start in range(0, nnz, _GEN_BLOCK):  # the signs: the stream after the positions
+        stop = min(nnz, start + _GEN_BLOCK)
+        values[start:stop] = np.where(rng.random(stop - start) < 0.5, -scale, scale)
+    crow = np.concatenate([[0], np.cumsum(counts)])
     index_dtype = torch.int32 if nnz < 2**31 else torch.int64
     return torch.sparse_csr_tensor(
         torch.from_numpy(crow).to(index_dtype), torch.from_numpy(cols).to(index_dtype),
