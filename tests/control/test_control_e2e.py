@@ -170,7 +170,7 @@ def test_oracle_scores_near_one_for_the_generating_model_near_zero_for_unrelated
     standard error about 0.1) it must be within 0.3 of 0."""
     src = sweeps["reg"].out
     enc, sites = sweeps["enc"], sweeps["sites"]
-    own = run_score(src, oracle=enc.uri, out=str(tmp_path / "own"))
+    own = run_score(src, oracle=enc.uri, out=str(tmp_path / "own"), engine="local")
     print("generating oracle:", own.summary["control"])
     assert own.summary["control"]["mean_r_over_sites"] > 0.95
     assert own.summary["controversial"]["fraction_follows_a"] == 1.0   # A made the A-high images
@@ -178,13 +178,35 @@ def test_oracle_scores_near_one_for_the_generating_model_near_zero_for_unrelated
     for i, (spec, layer) in enumerate([("torchvision:resnet18@random#3", "layer3.0"),
                                        ("timm:test_byobnet@random#7", "stages.2.0")] * 3):
         uri = random_encoder(str(tmp_path / f"rnd{i}"), spec, layer, sites, seed=i, like=enc)
-        s = run_score(src, oracle=uri, out=str(tmp_path / f"rnd{i}" / "score"))
+        s = run_score(src, oracle=uri, out=str(tmp_path / f"rnd{i}" / "score"), engine="local")
         means.append(s.summary["control"]["mean_r_over_sweeps"])
         all_r += s.sweeps["control_r"].tolist()
     print("unrelated oracles:", np.round(means, 3), "all:", round(float(np.mean(all_r)), 3))
     assert abs(np.mean(all_r)) < 0.3, means
     assert np.std(all_r) > 0.3          # per sweep, large either way
     assert own.summary["control"]["mean_r_over_sites"] - np.mean(all_r) > 0.6
+
+
+@pytest.mark.ray
+def test_oracle_predictions_as_ray_tasks_equal_local_ones(sweeps, controversial, ray_local,
+                                                          tmp_path):
+    from cortexzoo.control.score import oracle_responses, read_stimuli
+
+    src, enc = sweeps["reg"].out, sweeps["enc"]
+    stim = read_stimuli(src)
+    local = oracle_responses(stim, src, enc.uri, engine="local")
+    remote = oracle_responses(stim, src, enc.uri, engine="ray")
+    assert len(set(stim["site"])) > 1
+    np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+    # each image's own site: swapping two sites' rows changes what comes back
+    other = stim.assign(site=stim["site"].map({a: b for a, b in zip(sorted(set(stim["site"])),
+                                                                   sorted(set(stim["site"]))[::-1])}))
+    swapped = oracle_responses(other, src, enc.uri, engine="ray")
+    assert not np.allclose(swapped, local)
+    from cortexzoo.scan.encoders import EncoderError
+
+    with pytest.raises(EncoderError, match="nope"):   # in the driver, before any task
+        oracle_responses(stim.assign(site="nope"), src, enc.uri, engine="ray")
 
 
 @pytest.mark.ray

@@ -79,7 +79,8 @@ def cmd_score(args) -> int:
     from ..control import run_score
 
     res = run_score(args.stimuli, responses=args.responses, oracle=args.oracle, out=args.out,
-                    device=args.device)
+                    device=args.device, engine=args.engine, address=args.address,
+                    progress=not args.quiet)
     c = res.summary.get("control")
     if c:
         print(f"control score: mean r {c['mean_r_over_sites']:.3f} (SD {c['sd_r_over_sites']:.3f} "
@@ -148,5 +149,9 @@ def register(sub) -> argparse.ArgumentParser:
     s.add_argument("--oracle", help="encoder URI that predicts the responses instead")
     s.add_argument("--out", help="where the tables go (default: R/control/score-...)")
     s.add_argument("--device", help="torch device for --oracle")
+    s.add_argument("--engine", choices=["ray", "local"], default="ray",
+                   help="where --oracle's predictions run: a Ray task per site (default) or here")
+    s.add_argument("--address", help="Ray address (default: RAY_ADDRESS or a local instance)")
+    s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_score)
     return c

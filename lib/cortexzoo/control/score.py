@@ -100,10 +100,10 @@ def recorded_responses(stim: pd.DataFrame, responses: str) -> np.ndarray:
     return out
 
 
-def oracle_responses(stim: pd.DataFrame, folder: str, oracle: str, device: str | None = None,
-                     batch_size: int = 16) -> np.ndarray:
-    """Each image's response at its site predicted by the encoder ``oracle``, the image
-    presented on the oracle's canvas as a scan would present it."""
+def _oracle_predict(oracle: str, folder: str, images: list[str], sites: list[str],
+                    device: str | None = None, batch_size: int = 16) -> np.ndarray:
+    """The oracle's prediction for each image at its site (``sites[i]`` for ``images[i]``),
+    the image presented on the oracle's canvas as a scan would present it."""
     from ..data.images import decode_image, present, read_images
     from ..scan.encoders import load_encoder
     from .seeds import canvas_geometry
@@ -111,20 +111,60 @@ def oracle_responses(stim: pd.DataFrame, folder: str, oracle: str, device: str |
     from .synth import from_uint8
 
     enc = load_encoder(oracle)
-    sites = list(dict.fromkeys(stim["site"].astype(str)))
-    enc.site_index(sites)  # names sites the oracle lacks
+    names = list(dict.fromkeys(sites))
+    enc.site_index(names)  # names sites the oracle lacks
     dev = pick_device(device)
-    model = SiteModel(enc, sites, device=dev)
+    model = SiteModel(enc, names, device=dev)
     geo = canvas_geometry(enc.meta["preprocessing"])
-    uris = [join(normalize_uri(folder), p) for p in stim["image"]]
-    out = np.empty(len(stim))
-    cols = [sites.index(s) for s in stim["site"].astype(str)]
+    uris = [join(normalize_uri(folder), p) for p in images]
+    out = np.empty(len(uris))
+    cols = [names.index(s) for s in sites]
     for s in range(0, len(uris), batch_size):
         blobs = read_images(uris[s:s + batch_size])
         u8 = np.stack([present(decode_image(b, u), geo)
                        for b, u in zip(blobs, uris[s:s + batch_size])])
         pred = model.predict(from_uint8(u8, dev))
         out[s:s + len(u8)] = pred[np.arange(len(u8)), cols[s:s + batch_size]]
+    return out
+
+
+def oracle_responses(stim: pd.DataFrame, folder: str, oracle: str, device: str | None = None,
+                     batch_size: int = 16, engine: str = "local", address: str | None = None,
+                     progress: bool = False) -> np.ndarray:
+    """Each image's response at its site predicted by the encoder ``oracle``. ``engine``
+    "ray": one Ray task per site (on a GPU when the cluster has one), each loading the
+    oracle once for all that site's sweeps; a task per (site, seed) would load the
+    network once per 11 images, which costs more than predicting them."""
+    if engine not in ("ray", "local"):
+        raise ValueError(f"engine must be 'ray' or 'local', got {engine!r}")
+    images = stim["image"].astype(str).tolist()
+    sites = stim["site"].astype(str).tolist()
+    if engine == "local" or not images:
+        return _oracle_predict(oracle, folder, images, sites, device, batch_size)
+    from ..core.progress import Progress
+    from ..core.raysetup import init_ray, worker_env
+    from ..scan.encoders import load_encoder
+
+    load_encoder(oracle).site_index(list(dict.fromkeys(sites)))  # fail here, not in a task
+    ray = init_ray(address)
+    env = worker_env()
+    opts = {"runtime_env": {"env_vars": env}} if env else {}
+    gpus = ray.cluster_resources().get("GPU", 0) > 0
+    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=2, **opts)(
+        _oracle_predict)
+    rows = pd.Series(range(len(sites))).groupby(pd.Series(sites), sort=False)
+    pending = {}
+    for site, idx in rows:
+        idx = idx.to_numpy()
+        ref = task.remote(oracle, normalize_uri(folder), [images[i] for i in idx],
+                          [site] * idx.size, device, batch_size)
+        pending[ref] = idx
+    out = np.empty(len(images))
+    with Progress(len(pending), "oracle", unit="site", enabled=progress) as bar:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            out[pending.pop(done[0])] = ray.get(done[0])  # a failed task raises here
+            bar.update(1)
     return out
 
 
@@ -199,8 +239,11 @@ def control_scores(stim: pd.DataFrame, resp: np.ndarray) -> tuple[pd.DataFrame, 
 
 
 def run_score(stimuli: str, responses: str | None = None, oracle: str | None = None,
-              out: str | None = None, device: str | None = None) -> ScoreResult:
-    """Score a control folder against recorded responses or an oracle; write the tables."""
+              out: str | None = None, device: str | None = None, engine: str = "ray",
+              address: str | None = None, progress: bool = False) -> ScoreResult:
+    """Score a control folder against recorded responses or an oracle; write the tables.
+    ``engine`` and ``address``: where an oracle's predictions run (see
+    :func:`oracle_responses`); recorded responses need no model."""
     from ..store import ResultStore
 
     if (responses is None) == (oracle is None):
@@ -210,7 +253,9 @@ def run_score(stimuli: str, responses: str | None = None, oracle: str | None = N
     if responses is not None:
         resp, source = recorded_responses(stim, normalize_uri(responses)), normalize_uri(responses)
     else:
-        resp, source = oracle_responses(stim, folder, oracle, device), normalize_uri(oracle)
+        resp = oracle_responses(stim, folder, oracle, device, engine=engine, address=address,
+                                progress=progress)
+        source = normalize_uri(oracle)
     sweeps, sites, pairs, summary = control_scores(stim, resp)
     name = posixpath.basename(source.rstrip("/"))
     if oracle is not None:   # an encoder folder is named by its region: say which model it is
