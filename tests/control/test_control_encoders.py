@@ -145,3 +145,31 @@ def test_an_encoder_round_trips_through_object_storage(planted_scan, s3_bucket):
     assert back.meta == enc.meta
     for k in ("coef", "intercept", "x_mean"):
         np.testing.assert_array_equal(getattr(back, k), getattr(enc, k))
+
+
+@pytest.mark.ray
+def test_a_ray_scan_fits_its_encoders_on_the_workers(planted_scan, ray_local, tmp_path,
+                                                     monkeypatch):
+    """On Ray the encoders are fitted by tasks beside the scoring: the driver never reads a
+    feature (its reads fail here; workers are other processes), and the readouts equal
+    those the local scan fitted in one process."""
+    import dataclasses
+
+    from cortexzoo.features.cache import FeatureCache
+
+    def no_reads(*a, **k):
+        raise AssertionError("the driver read features")
+
+    monkeypatch.setattr(FeatureCache, "read", no_reads)
+    cfg = dataclasses.replace(planted_scan["cfg"], models=[MODEL_A], out=str(tmp_path / "ray"),
+                              engine="ray")
+    res = run_scan(cfg)
+    assert res.written_units > 0 and not res.summary.get("failures")
+    (entry,) = [e for e in res.summary["encoders"] if e["model"] == MODEL_A]
+    ours, ref = load_encoder(entry["uri"]), load_encoder(planted_scan["a"])
+    assert ours.layer == ref.layer == PLANTED_LAYER and ours.sites == ref.sites
+    np.testing.assert_allclose(ours.site_stat("alpha"), ref.site_stat("alpha"))
+    np.testing.assert_allclose(ours.x_mean, ref.x_mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.coef, ref.coef, rtol=1e-4, atol=1e-5 * np.abs(ref.coef).max())
+    np.testing.assert_allclose(ours.site_stat("r"), ref.site_stat("r"), atol=1e-5)
+    assert ours.meta["ridge"]["dtype"] == "float64" and ours.meta["n_stimuli"] == 120

@@ -263,22 +263,43 @@ def _layer_features(store, dataset, spec, layer: str, cfg) -> np.ndarray:
     return lf.features[layer]
 
 
+def fit_layer_task(cache, feature_key: str, targets, regions: list[str], scoring) -> dict | None:
+    """One layer's encoders, one per region, from its cached features (None when they are
+    not in the cache); runs where the scan's scoring runs (a Ray task on the workers, so
+    the driver holds no features) and returns only the fits and the features' mean."""
+    X = cache.read(feature_key)
+    if X is None:
+        return None
+    return _fit_regions(np.asarray(X, dtype=np.float64), targets, regions, scoring)
+
+
+def _fit_regions(X: np.ndarray, targets, regions: list[str], scoring) -> dict:
+    from .scoring import solver_settings
+
+    backend, dtype, device = solver_settings(scoring)
+    if scoring.dtype == "auto":
+        dtype = "float64"  # a saved readout is fitted once: exact beats fast
+    fits = {region: fit_encoders(X, targets.Y[:, targets.regions[region].columns],
+                                 scoring.alphas, backend, dtype, device) for region in regions}
+    return {"fits": fits, "x_mean": X.mean(axis=0).astype(np.float64), "shape": X.shape,
+            "backend": backend, "dtype": dtype}
+
+
 def save_encoders(cfg, dataset, targets, store, scores: pd.DataFrame, scan_key: str,
-                  run_id: str) -> list[dict]:
+                  run_id: str, workers: dict | None = None) -> list[dict]:
     """Fit and save the encoders ``cfg.save_encoders`` asks for (see
     :func:`choose_layers`); an encoder already saved for the same scan key, model and
-    layer is kept. Returns one index entry per encoder (also written to
+    layer is kept. With ``workers`` (a scan scoring on Ray workers: its plan, with the
+    targets in the object store) each layer is fitted by a Ray task beside the scoring;
+    else here. Returns one index entry per encoder (also written to
     ``encoders/<dataset>--<scan>/index.json``)."""
+    from ..features.cache import FeatureCache
     from ..report.tables import scan_label
-    from ..store import code_version, safe_key
+    from ..store import safe_key
     from ..zoo import parse_spec
     from ..zoo.weights import weights_identity
     from .model import describe
-    from .scoring import solver_settings
 
-    backend, dtype, device = solver_settings(cfg.scoring)
-    if cfg.scoring.dtype == "auto":
-        dtype = "float64"  # a saved readout is fitted once: exact beats fast
     if targets.Y is None or not targets.regions:
         log.warning("--save-encoders: the dataset has no recorded responses; nothing to save")
         return []
@@ -289,65 +310,98 @@ def save_encoders(cfg, dataset, targets, store, scores: pd.DataFrame, scan_key: 
         for layer, why in layers.items():
             by_model.setdefault(model, {}).setdefault(layer, {})[region] = why
     depth = scores.drop_duplicates(["model", "layer"]).set_index(["model", "layer"])["relative_depth"]
+    cache = FeatureCache(store, dataset.stimulus_fingerprint(), dataset.n_stimuli)
     index: list[dict] = []
+    jobs: list[dict] = []   # (model, layer) with the regions still to fit
     for model, layers in sorted(by_model.items()):
         spec = parse_spec(model)
-        desc = describe(spec, cfg)
         wid = weights_identity(spec)
-        pre = desc.preprocess.to_dict()
+        pre = describe(spec, cfg).preprocess.to_dict()
         for layer, regions in sorted(layers.items()):
-            X = None
+            todo = {}
             for region, why in sorted(regions.items()):
                 folder = "/".join(["encoders", label, spec.key, safe_key(layer), safe_key(region)])
                 old = store.get_json(f"{folder}/{JSON_NAME}")
                 if old and old.get("scan_key") == scan_key and old.get("weights_id") == wid:
                     index.append(_entry(old, join(store.uri, folder), why))
-                    continue
-                if X is None:
-                    X = np.asarray(_layer_features(store, dataset, spec, layer, cfg),
-                                   dtype=np.float64)
-                rt = targets.regions[region]
-                Y = targets.Y[:, rt.columns]
-                fit = fit_encoders(X, Y, cfg.scoring.alphas, backend, dtype, device)
-                red = dataclasses.asdict(cfg.reduction)
-                red.update(name=cfg.reduction.name, model_key=spec.key,
-                           layer_seed=layer_seed(cfg.reduction.seed, spec.key, layer),
-                           recipe=(SRP_RECIPE if cfg.reduction.method == "srp"
-                                   else cfg.reduction.method))
-                subjects = (targets.subjects[rt.columns].tolist() if targets.subjects is not None
-                            else [""] * rt.columns.size)
-                meta = {
-                    "format": ENCODER_FORMAT, "version": ENCODER_VERSION,
-                    "model": str(spec), "model_key": spec.key, "weights_id": wid,
-                    "model_id": cache_key.model_id(str(spec), wid), "layer": layer,
-                    "relative_depth": float(depth.get((model, layer), float("nan"))),
-                    "region": region, "chosen": why, "preprocessing": pre,
-                    "stimulus": cfg.stimulus, "input_size": cfg.input_size, "reduction": red,
-                    "standardization": {"center": True, "scale": False,
-                                        "note": "features centered on x_mean (the scan's "
-                                                "stimuli), not scaled"},
-                    "ridge": {"alphas": fit["alphas"].tolist(), "fit_intercept": True,
-                              "alpha_choice": "per site, exact leave-one-out error",
-                              "backend": backend, "dtype": dtype},
-                    "sites": {"neuroid_id": [str(s) for s in rt.neuroid_ids],
-                              "subject": [str(s) for s in subjects],
-                              "alpha": fit["alpha"].tolist(), "r": fit["r"].tolist(),
-                              "ev": fit["ev"].tolist(),
-                              "response_mean": Y.mean(axis=0).tolist(),
-                              "response_sd": Y.std(axis=0, ddof=1).tolist()},
-                    "n_features": int(X.shape[1]), "n_stimuli": int(X.shape[0]),
-                    "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
-                    "scan_key": scan_key, "run_id": run_id, "code_version": code_version(),
-                    "created_at": pd.Timestamp.now("UTC").isoformat(),
-                }
-                enc = Encoder(meta, fit["coef"], fit["intercept"], X.mean(axis=0).astype(np.float64))
-                uri = write_encoder(store, folder, enc)
-                index.append(_entry(enc.meta, uri, why))
-                log.info("encoder %s %s %s (%d sites, mean r %.3f): %s", model, layer, region,
-                         rt.columns.size, float(np.nanmean(fit["r"])), uri)
+                else:
+                    todo[region] = (folder, why)
+            if todo:
+                key = cache.key(cache_key.model_id(str(spec), wid), layer, cfg.reduction, pre)
+                jobs.append(dict(model=model, spec=spec, wid=wid, pre=pre, layer=layer,
+                                 todo=todo, key=key))
+    for job, fit in zip(jobs, _fit_jobs(jobs, cache, targets, cfg, workers)):
+        if fit is None:
+            X = np.asarray(_layer_features(store, dataset, job["spec"], job["layer"], cfg),
+                           dtype=np.float64)
+            fit = _fit_regions(X, targets, list(job["todo"]), cfg.scoring)
+        for region, (folder, why) in sorted(job["todo"].items()):
+            enc = _encoder(cfg, dataset, targets, job, region, why, fit, scan_key, run_id,
+                           float(depth.get((job["model"], job["layer"]), float("nan"))))
+            uri = write_encoder(store, folder, enc)
+            index.append(_entry(enc.meta, uri, why))
+            log.info("encoder %s %s %s (%d sites, mean r %.3f): %s", job["model"], job["layer"],
+                     region, len(enc.meta["sites"]["r"]),
+                     float(np.nanmean(enc.meta["sites"]["r"])), uri)
     if index:
         store.put_json(f"encoders/{label}/index.json", index)
     return index
+
+
+def _fit_jobs(jobs: list[dict], cache, targets, cfg, workers: dict | None) -> list:
+    """Each job's fits (None where its features are not cached), in the jobs' order."""
+    if workers is None or not jobs:
+        return [fit_layer_task(cache, j["key"], targets, list(j["todo"]), cfg.scoring)
+                for j in jobs]
+    import ray
+
+    env = workers.get("env") or {}
+    task = ray.remote(fit_layer_task).options(
+        **workers["scoring"], max_retries=3, name="cortexzoo-encoders",
+        **({"runtime_env": {"env_vars": env}} if env else {}))
+    refs = [task.remote(cache, j["key"], workers["targets"], list(j["todo"]), cfg.scoring)
+            for j in jobs]
+    return ray.get(refs)
+
+
+def _encoder(cfg, dataset, targets, job: dict, region: str, why: str, fit: dict, scan_key: str,
+             run_id: str, depth: float) -> Encoder:
+    from ..store import code_version
+
+    spec, layer, f = job["spec"], job["layer"], fit["fits"][region]
+    rt = targets.regions[region]
+    Y = targets.Y[:, rt.columns]
+    red = dataclasses.asdict(cfg.reduction)
+    red.update(name=cfg.reduction.name, model_key=spec.key,
+               layer_seed=layer_seed(cfg.reduction.seed, spec.key, layer),
+               recipe=SRP_RECIPE if cfg.reduction.method == "srp" else cfg.reduction.method)
+    subjects = (targets.subjects[rt.columns].tolist() if targets.subjects is not None
+                else [""] * rt.columns.size)
+    n, k = fit["shape"]
+    meta = {
+        "format": ENCODER_FORMAT, "version": ENCODER_VERSION,
+        "model": str(spec), "model_key": spec.key, "weights_id": job["wid"],
+        "model_id": cache_key.model_id(str(spec), job["wid"]), "layer": layer,
+        "relative_depth": depth, "region": region, "chosen": why,
+        "preprocessing": job["pre"], "stimulus": cfg.stimulus, "input_size": cfg.input_size,
+        "reduction": red,
+        "standardization": {"center": True, "scale": False,
+                            "note": "features centered on x_mean (the scan's stimuli), "
+                                    "not scaled"},
+        "ridge": {"alphas": f["alphas"].tolist(), "fit_intercept": True,
+                  "alpha_choice": "per site, exact leave-one-out error",
+                  "backend": fit["backend"], "dtype": fit["dtype"]},
+        "sites": {"neuroid_id": [str(s) for s in rt.neuroid_ids],
+                  "subject": [str(s) for s in subjects],
+                  "alpha": f["alpha"].tolist(), "r": f["r"].tolist(), "ev": f["ev"].tolist(),
+                  "response_mean": Y.mean(axis=0).tolist(),
+                  "response_sd": Y.std(axis=0, ddof=1).tolist()},
+        "n_features": int(k), "n_stimuli": int(n),
+        "dataset": dataset.name, "dataset_fingerprint": dataset.fingerprint(),
+        "scan_key": scan_key, "run_id": run_id, "code_version": code_version(),
+        "created_at": pd.Timestamp.now("UTC").isoformat(),
+    }
+    return Encoder(meta, f["coef"], f["intercept"], fit["x_mean"])
 
 
 def _entry(meta: dict, uri: str, why: str) -> dict:

@@ -215,7 +215,8 @@ def run_scan(cfg: ScanConfig) -> ScanResult:
     encoders = []
     if cfg.save_encoders and len(scores):
         from .encoders import save_encoders
-        encoders = save_encoders(cfg, dataset, targets, store, scores, scan_key, run_id)
+        encoders = save_encoders(cfg, dataset, targets, store, scores, scan_key, run_id,
+                                 workers=workers)
     plot_path = None
     if cfg.plot and len(scores):
         label = scan_label(dataset.name, scan_key)
