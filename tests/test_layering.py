@@ -230,3 +230,12 @@ def test_building_the_parser_imports_no_stage():
                          check=True).stdout.split()
     heavy = [m for m in out if not m.startswith(("cortexzoo.cli", "cortexzoo.core"))]
     assert not heavy, f"building the CLI parser imported {heavy}"
+
+
+@pytest.mark.parametrize("module", ["cortexzoo.scan.workers", "cortexzoo.scan.encoders"])
+def test_what_scoring_tasks_unpickle_imports_no_torch(module):
+    # scoring and encoder-fitting tasks run in Ray workers that never load a network:
+    # torch costs each such worker seconds and hundreds of MB
+    code = f"import sys, {module}; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

@@ -35,7 +35,7 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -43,7 +43,9 @@ import pandas as pd
 from .. import mapping
 from ..core import cache_key
 from ..core.uri import join, normalize_uri, read_bytes
-from ..features.reduce import ReductionConfig, layer_seed
+
+if TYPE_CHECKING:  # features.reduce imports torch: encoder tasks on the workers do not
+    from ..features.reduce import ReductionConfig
 
 __all__ = ["ENCODER_FORMAT", "ENCODER_VERSION", "Encoder", "EncoderError", "choose_layers",
            "fit_encoders", "load_encoder", "save_encoders", "write_encoder"]
@@ -87,7 +89,9 @@ class Encoder:
         return self.meta["layer"]
 
     @property
-    def reduction(self) -> ReductionConfig:
+    def reduction(self) -> "ReductionConfig":
+        from ..features.reduce import ReductionConfig
+
         r = self.meta["reduction"]
         return ReductionConfig(method=r["method"], n_components=int(r["n_components"]),
                                seed=int(r["seed"]), density=r.get("density"),
@@ -366,6 +370,7 @@ def _fit_jobs(jobs: list[dict], cache, targets, cfg, workers: dict | None) -> li
 
 def _encoder(cfg, dataset, targets, job: dict, region: str, why: str, fit: dict, scan_key: str,
              run_id: str, depth: float) -> Encoder:
+    from ..features.reduce import layer_seed
     from ..store import code_version
 
     spec, layer, f = job["spec"], job["layer"], fit["fits"][region]
