@@ -247,13 +247,9 @@ def _execute(cfg: ControlConfig, todo: list[dict]) -> list[dict]:
                 out.append(run_unit(job))
                 bar.update(1, postfix=job["site"])
             return out
-        from ..core.raysetup import init_ray, worker_env
+        from ..core.raysetup import remote_task
 
-        ray = init_ray(cfg.address)
-        gpus = ray.cluster_resources().get("GPU", 0) > 0
-        env = worker_env()
-        opts = {"runtime_env": {"env_vars": env}} if env else {}
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=2, **opts)(run_unit)
+        ray, task = remote_task(run_unit, cfg.address)
         pending = [task.remote(job) for job in todo]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)

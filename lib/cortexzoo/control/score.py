@@ -142,16 +142,11 @@ def oracle_responses(stim: pd.DataFrame, folder: str, oracle: str, device: str |
     if engine == "local" or not images:
         return _oracle_predict(oracle, folder, images, sites, device, batch_size)
     from ..core.progress import Progress
-    from ..core.raysetup import init_ray, worker_env
+    from ..core.raysetup import remote_task
     from ..scan.encoders import load_encoder
 
     load_encoder(oracle).site_index(list(dict.fromkeys(sites)))  # fail here, not in a task
-    ray = init_ray(address)
-    env = worker_env()
-    opts = {"runtime_env": {"env_vars": env}} if env else {}
-    gpus = ray.cluster_resources().get("GPU", 0) > 0
-    task = ray.remote(num_cpus=1, num_gpus=1 if gpus else 0, max_retries=2, **opts)(
-        _oracle_predict)
+    ray, task = remote_task(_oracle_predict, address)
     rows = pd.Series(range(len(sites))).groupby(pd.Series(sites), sort=False)
     pending = {}
     for site, idx in rows:

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 
-__all__ = ["setup_env", "init_ray", "worker_env", "resolve_address"]
+__all__ = ["setup_env", "init_ray", "worker_env", "resolve_address", "remote_task"]
 
 _LOCK = threading.Lock()
 
@@ -62,3 +62,17 @@ def worker_env() -> dict[str, str]:
     """Variables the workers need to read the same storage and caches as the driver
     (a cluster started before they were set would not have them)."""
     return {k: v for k, v in os.environ.items() if k.startswith(_FORWARDED_ENV)}
+
+
+def remote_task(fn, address: str | None = None, *, num_cpus: float = 1, gpus: float | None = None,
+                max_retries: int = 2):
+    """``(ray, task)``: ``fn`` as a Ray remote function on the cluster at ``address`` (see
+    :func:`init_ray`), its workers given :func:`worker_env`. ``gpus``: GPUs per task;
+    None: one where the cluster has any, else none."""
+    ray = init_ray(address)
+    if gpus is None:
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+    env = worker_env()
+    opts = {"runtime_env": {"env_vars": env}} if env else {}
+    return ray, ray.remote(fn).options(num_cpus=num_cpus, num_gpus=gpus,
+                                       max_retries=max_retries, **opts)

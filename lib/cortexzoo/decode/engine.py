@@ -141,12 +141,10 @@ class UnitRunner:
         self._bar = Progress(None, "decoding units", unit="unit", enabled=progress)
         self._ray = self._task = self._splits_ref = None
         if engine == "ray":
-            from ..core.raysetup import init_ray, worker_env
+            from ..core.raysetup import remote_task
 
-            self._ray = init_ray(address)
-            env = worker_env()  # the store's endpoint and credentials settings, on every node
-            opts = {"runtime_env": {"env_vars": env}} if env else {}
-            self._task = self._ray.remote(num_cpus=1, max_retries=2, **opts)(run_unit)
+            # decoding is small ridge problems on CPUs: no GPU asked for
+            self._ray, self._task = remote_task(run_unit, address, gpus=0)
             self._splits_ref = self._ray.put(splits)
 
     def put(self, X: np.ndarray):

@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import pandas as pd
 
 from ..core.progress import Progress
-from ..core.raysetup import init_ray, worker_env
+from ..core.raysetup import init_ray, remote_task
 from ..core.uri import normalize_uri
 from .config import FAMILIES, ProbeConfig, ProbeConfigError
 from .files import NEURAL_UNIT, list_twins, parquet_bytes, parse_pair, unit_key
@@ -265,9 +265,8 @@ def probe_family(cfg: ProbeConfig, *, on_unit: Callable[[UnitResult], None] | No
     if todo:
         ray = init_ray(cfg.address)
         gpu = _use_gpu(ray, cfg)
-        task = ray.remote(_ray_unit).options(
-            num_cpus=cfg.cpus_per_task, num_gpus=cfg.gpus_per_task if gpu else 0,
-            max_retries=cfg.max_retries, runtime_env={"env_vars": worker_env()})
+        ray, task = remote_task(_ray_unit, cfg.address, num_cpus=cfg.cpus_per_task,
+                                gpus=cfg.gpus_per_task if gpu else 0, max_retries=cfg.max_retries)
         cfg_d = cfg.to_dict()
         refs = {}
         for p, f in todo:

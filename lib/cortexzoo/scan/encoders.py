@@ -354,15 +354,14 @@ def save_encoders(cfg, dataset, targets, store, scores: pd.DataFrame, scan_key: 
 
 def _fit_jobs(jobs: list[dict], cache, targets, cfg, workers: dict | None) -> list:
     """Each job's fits (None where its features are not cached), in the jobs' order."""
-    if workers is None or not jobs:
+    if workers is None or not jobs:  # here, as the scan scored: from its cache if it keeps one
         return [fit_layer_task(cache, j["key"], targets, list(j["todo"]), cfg.scoring)
-                for j in jobs]
-    import ray
+                if cfg.cache_features else None for j in jobs]
+    from ..core.raysetup import remote_task
 
-    env = workers.get("env") or {}
-    task = ray.remote(fit_layer_task).options(
-        **workers["scoring"], max_retries=3, name="cortexzoo-encoders",
-        **({"runtime_env": {"env_vars": env}} if env else {}))
+    sc = workers["scoring"]   # the scoring tasks' resources: the extraction is over
+    ray, task = remote_task(fit_layer_task, cfg.address, num_cpus=sc["num_cpus"],
+                            gpus=sc.get("num_gpus", 0), max_retries=3)
     refs = [task.remote(cache, j["key"], workers["targets"], list(j["todo"]), cfg.scoring)
             for j in jobs]
     return ray.get(refs)
