@@ -134,7 +134,6 @@ def test_cluster_shut_down_cleanly(cluster_run):
 @pytest.mark.ray
 @pytest.mark.slow
 def test_scan_survives_worker_node_loss(cluster_run, tmp_path):
-    from cortexzoo.scan import run_scan
     from cortexzoo.zoo import describe_model
 
     r = _scenario(cluster_run, "scan")
@@ -159,7 +158,14 @@ def test_scan_survives_worker_node_loss(cluster_run, tmp_path):
     assert r["written_units"] == scores["unit_key"].nunique() and r["skipped_units"] == 0
 
     # the numbers equal an uninterrupted in-process scan of the same data
-    ref = run_scan(multinode.scan_config(r["data"], str(tmp_path / "ref"), "local")).scores
+    _assert_equals_local_scan(scores, r["data"], tmp_path, key)
+
+
+def _assert_equals_local_scan(scores, data, tmp_path, key):
+    """The rows (by ``key``) and values equal an uninterrupted in-process scan of ``data``."""
+    from cortexzoo.scan import run_scan
+
+    ref = run_scan(multinode.scan_config(data, str(tmp_path / "ref"), "local")).scores
     ref = ref[ref.model != "inter_animal"]
     a = scores.sort_values(key).reset_index(drop=True)
     b = ref.sort_values(key).reset_index(drop=True)
@@ -173,7 +179,6 @@ def test_scan_survives_worker_node_loss_while_scoring(cluster_run, tmp_path):
     """Scoring runs as Ray tasks on the workers: a node dies while one of them runs; the
     lost unit is scored again (Ray retries the task) and every row is there exactly once,
     equal to an uninterrupted in-process scan."""
-    from cortexzoo.scan import run_scan
     from cortexzoo.store import ResultStore
 
     r = _scenario(cluster_run, "scan_scoring")
@@ -181,12 +186,7 @@ def test_scan_survives_worker_node_loss_while_scoring(cluster_run, tmp_path):
     scores = scores[scores.model != "inter_animal"]
     key = ["model", "layer", "region", "method", "metric", "split"]
     assert not scores.duplicated(key).any(), scores[scores.duplicated(key, keep=False)][key]
-    ref = run_scan(multinode.scan_config(r["data"], str(tmp_path / "ref"), "local")).scores
-    ref = ref[ref.model != "inter_animal"]
-    a = scores.sort_values(key).reset_index(drop=True)
-    b = ref.sort_values(key).reset_index(drop=True)
-    pd.testing.assert_frame_equal(a[key], b[key])
-    np.testing.assert_allclose(a["value"], b["value"], rtol=1e-4, atol=1e-5)
+    _assert_equals_local_scan(scores, r["data"], tmp_path, key)
     assert r["written_units"] == scores["unit_key"].nunique() and r["skipped_units"] == 0
 
 
